@@ -1,0 +1,62 @@
+"""Where things live: the one place that maps a user to object keys and URLs.
+
+Uploads bucket (versioned, so every original is kept):
+    avatars/<user>/original                         one key per user; S3's sequencer orders its events
+Assets bucket (read only by CloudFront):
+    avatars/<user>/avatar.json                      manifest + status of the latest upload, short cache
+    avatars/<user>/<rendition>.<ext>                current avatar at a stable URL, short cache
+    avatars/<user>/v/<version>/<rendition>.<ext>    immutable copy, cached for a year
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+PREFIX = "avatars/"
+ORIGINAL_NAME = "original"
+MANIFEST_NAME = "avatar.json"
+
+# Cognito subs are UUIDs; other issuers may use anything (Auth0's "auth0|123"), and
+# a key must never be steerable by a claim, so unsafe subjects map to a digest.
+_SAFE_SUBJECT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$")
+_UPLOAD_KEY = re.compile(r"^avatars/([^/]+)/original$")
+
+
+def user_key(sub: str) -> str:
+    """The path segment for a verified subject: the sub itself when key-safe, else a digest."""
+    if not sub:
+        raise ValueError("subject must not be empty")
+    if _SAFE_SUBJECT.match(sub) and ".." not in sub:
+        return sub
+    return "u-" + hashlib.sha256(sub.encode()).hexdigest()[:40]
+
+
+def upload_key(user: str) -> str:
+    return f"{PREFIX}{user}/{ORIGINAL_NAME}"
+
+
+def user_from_upload_key(key: str) -> str | None:
+    """The user an uploads-bucket key belongs to, or None if the key is not an upload key."""
+    match = _UPLOAD_KEY.match(key)
+    return match.group(1) if match else None
+
+
+def user_prefix(user: str) -> str:
+    return f"{PREFIX}{user}/"
+
+
+def manifest_key(user: str) -> str:
+    return f"{PREFIX}{user}/{MANIFEST_NAME}"
+
+
+def stable_key(user: str, filename: str) -> str:
+    return f"{PREFIX}{user}/{filename}"
+
+
+def versioned_key(user: str, version: str, filename: str) -> str:
+    return f"{PREFIX}{user}/v/{version}/{filename}"
+
+
+def public_url(base_url: str, key: str) -> str:
+    return f"{base_url.rstrip('/')}/{key}"

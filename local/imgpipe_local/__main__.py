@@ -1,0 +1,3 @@
+from imgpipe_local.cli import main
+
+raise SystemExit(main())
