@@ -1,0 +1,98 @@
+"""POST /avatars/key_upload: a presigned POST for the caller's avatar, bounded by S3 itself."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+from aws_lambda_powertools.event_handler.exceptions import BadRequestError, UnauthorizedError
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.config import Config
+from imgpipe import keys, settings, uploads
+
+
+@dataclass(frozen=True)
+class Settings:
+    uploads_bucket: str = settings.env("UPLOADS_BUCKET")
+    max_upload_bytes: int = settings.env("MAX_UPLOAD_BYTES")
+    upload_url_ttl_seconds: int = settings.env("UPLOAD_URL_TTL_SECONDS")
+    assets_base_url: str = settings.env("ASSETS_BASE_URL")
+    renditions: str = settings.env("RENDITIONS")
+
+    def validate(self) -> None:
+        for name in ("uploads_bucket", "assets_base_url", "renditions"):
+            if not isinstance(getattr(self, name), str):
+                raise settings.SettingsError(f"{name.upper()} is required")
+        for name in ("max_upload_bytes", "upload_url_ttl_seconds"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise settings.SettingsError(f"{name.upper()} must be a positive integer")
+        uploads.first_rendition_name(self.renditions)
+
+
+SETTINGS = settings.load(Settings)
+AVATAR_RENDITION = uploads.first_rendition_name(SETTINGS.renditions)
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+app = APIGatewayHttpResolver()
+# Presigned POST policies must be SigV4-signed; signing is local, so no request is made here.
+s3 = boto3.client("s3", config=Config(signature_version="s3v4"))
+
+
+def _caller_user() -> str:
+    # The authorizer verified the JWT and passed its sub; the token is never decoded again here.
+    sub = app.current_event.request_context.authorizer.get_lambda.get("sub")
+    if not isinstance(sub, str) or not sub:
+        raise UnauthorizedError("Unauthorized")
+    return keys.user_key(sub)
+
+
+def _requested_content_type() -> str:
+    try:
+        body = json.loads(app.current_event.decoded_body or "")
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequestError('body must be JSON like {"contentType": "image/png"}') from None
+    if not isinstance(body, dict) or "contentType" not in body:
+        raise BadRequestError('body must be JSON like {"contentType": "image/png"}')
+    try:
+        return uploads.normalize_content_type(body["contentType"])
+    except uploads.UploadRequestError as error:
+        raise BadRequestError(str(error)) from None
+
+
+@app.post("/avatars/key_upload")
+@tracer.capture_method
+def key_upload() -> dict[str, Any]:
+    user = _caller_user()
+    content_type = _requested_content_type()
+    upload = uploads.presign_avatar_upload(
+        s3,
+        bucket=SETTINGS.uploads_bucket,
+        user=user,
+        content_type=content_type,
+        max_bytes=SETTINGS.max_upload_bytes,
+        expires_in=SETTINGS.upload_url_ttl_seconds,
+        assets_base_url=SETTINGS.assets_base_url,
+        rendition_name=AVATAR_RENDITION,
+    )
+    logger.info(
+        "presigned upload",
+        extra={"user": user, "upload_id": upload["uploadId"], "content_type": content_type},
+    )
+    metrics.add_metric(name="UploadPresigned", unit=MetricUnit.Count, value=1)
+    return upload
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,109 @@
+"""Presigned avatar uploads: one browser POST straight into the uploads bucket, bounded by S3.
+
+S3 checks every condition of the signed policy when the form arrives, so the size
+limit, the content type, the key and the upload id hold even though the bytes never
+pass through Lambda. The key comes only from the verified subject (`keys`); nothing
+the caller sends can move it.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from imgpipe import keys
+
+# The formats the processor opens; anything else would be stored only to be rejected.
+ALLOWED_CONTENT_TYPES: tuple[str, ...] = ("image/jpeg", "image/png", "image/webp", "image/gif", "image/avif")
+UPLOAD_ID_META = "x-amz-meta-upload-id"
+_RENDITION_NAME = re.compile(r"^[1-9][0-9]{0,4}x[1-9][0-9]{0,4}$")
+
+
+class UploadRequestError(ValueError):
+    """The request cannot be turned into an upload; str(e) is safe to show the caller."""
+
+
+def normalize_content_type(value: object) -> str:
+    """The allow-listed media type `value` names, lower-cased; UploadRequestError otherwise."""
+    if not isinstance(value, str):
+        raise UploadRequestError(f"contentType must be a string, one of: {', '.join(ALLOWED_CONTENT_TYPES)}")
+    content_type = value.strip().lower()
+    if content_type not in ALLOWED_CONTENT_TYPES:
+        raise UploadRequestError(
+            f"contentType {value[:100]!r} is not accepted; use one of: {', '.join(ALLOWED_CONTENT_TYPES)}"
+        )
+    return content_type
+
+
+def first_rendition_name(spec: str) -> str:
+    """'512x512' from a RENDITIONS spec such as '512x512:cover,128x128:cover'.
+
+    The presign function runs without the Pillow layer, so it cannot import
+    imgpipe.imaging's full parser; it needs only the avatar URL's name.
+    """
+    name = spec.split(",", 1)[0].partition(":")[0].strip()
+    if not _RENDITION_NAME.match(name):
+        raise ValueError(f"RENDITIONS must start with WIDTHxHEIGHT, got {spec!r}")
+    return name
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def presign_avatar_upload(
+    s3: Any,
+    *,
+    bucket: str,
+    user: str,
+    content_type: str,
+    max_bytes: int,
+    expires_in: int,
+    assets_base_url: str,
+    rendition_name: str,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """The JSON body of `POST /avatars/key_upload` for `user` (already `keys.user_key(sub)`).
+
+    `s3` must sign with SigV4 (`Config(signature_version="s3v4")`): S3 accepts no other
+    signature on a POST policy in newer regions. The caller's `contentType` goes through
+    `normalize_content_type` here too, so no path reaches S3 with an unchecked value.
+    """
+    content_type = normalize_content_type(content_type)
+    if max_bytes < 1:
+        raise ValueError("max_bytes must be at least 1")
+    # botocore stamps the policy's expiration from its own clock, floored to the second,
+    # just after this; flooring `now` before signing keeps expiresAt at or before it.
+    now = (now or _utc_now()).replace(microsecond=0)
+    upload_id = uuid.uuid4().hex
+    key = keys.upload_key(user)
+    # botocore appends {"bucket": ...} and the exact {"key": ...} itself (a starts-with
+    # only for keys ending in ${filename}, which ours never do); the unit tests decode the
+    # policy to hold it to that.
+    presigned = s3.generate_presigned_post(
+        Bucket=bucket,
+        Key=key,
+        Fields={"Content-Type": content_type, UPLOAD_ID_META: upload_id},
+        Conditions=[
+            ["content-length-range", 1, max_bytes],
+            {"Content-Type": content_type},
+            {UPLOAD_ID_META: upload_id},
+        ],
+        ExpiresIn=expires_in,
+    )
+    return {
+        "url": presigned["url"],
+        "fields": presigned["fields"],
+        "key": key,
+        "uploadId": upload_id,
+        "expiresAt": _iso(now + timedelta(seconds=expires_in)),
+        "maxBytes": max_bytes,
+        "avatarUrl": keys.public_url(assets_base_url, keys.stable_key(user, f"{rendition_name}.jpg")),
+        "manifestUrl": keys.public_url(assets_base_url, keys.manifest_key(user)),
+    }
