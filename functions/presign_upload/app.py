@@ -44,7 +44,10 @@ tracer = Tracer()
 metrics = Metrics()
 app = APIGatewayHttpResolver()
 # Presigned POST policies must be SigV4-signed; signing is local, so no request is made here.
-s3 = boto3.client("s3", config=Config(signature_version="s3v4"))
+# Virtual addressing makes boto name the regional endpoint: the global one answers a new
+# bucket's POST with a 307 to the region for hours, which a browser's CORS upload fails on.
+# An IP endpoint (the local stack's moto) still gets path-style URLs.
+s3 = boto3.client("s3", config=Config(signature_version="s3v4", s3={"addressing_style": "virtual"}))
 
 
 def _caller_user() -> str:

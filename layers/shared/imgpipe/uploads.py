@@ -71,9 +71,10 @@ def presign_avatar_upload(
 ) -> dict[str, Any]:
     """The JSON body of `POST /avatars/key_upload` for `user` (already `keys.user_key(sub)`).
 
-    `s3` must sign with SigV4 (`Config(signature_version="s3v4")`): S3 accepts no other
-    signature on a POST policy in newer regions. The caller's `contentType` goes through
-    `normalize_content_type` here too, so no path reaches S3 with an unchecked value.
+    `s3` must sign with SigV4 (`Config(signature_version="s3v4")`; regions opened since
+    2014 accept nothing else) and should use virtual addressing so the URL names the
+    bucket's regional endpoint. `content_type` is checked here as well, so no caller
+    reaches S3 with a value off the allow-list.
     """
     content_type = normalize_content_type(content_type)
     if max_bytes < 1:
