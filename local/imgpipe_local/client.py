@@ -1,0 +1,230 @@
+"""An imgpipe client over plain HTTP, as a browser or app uses the stack: Cognito sign-in,
+`POST /avatars/key_upload`, the presigned POST to S3, polling the manifest on the CDN,
+`DELETE /avatars`. `imgpipe demo` and the end-to-end tests both drive the stack through it,
+against the local stack or a deployed one alike.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+TIMEOUT = 30  # seconds, for any one HTTP request
+COGNITO_TARGET = "AWSCognitoIdentityProviderService.InitiateAuth"
+
+
+class StepFailed(Exception):
+    """One step of the flow failed; `step` names it (sign-in, key_upload, upload, processing, cdn, delete)."""
+
+    def __init__(self, step: str, message: str, status: int | None = None) -> None:
+        super().__init__(f"{step}: {message}")
+        self.step = step
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a stack lives: enough to sign in and call it."""
+
+    api_url: str
+    cdn_url: str
+    cognito_url: str
+    client_id: str
+
+    @classmethod
+    def from_outputs(cls, outputs: Mapping[str, str], cognito_url: str | None = None) -> Target:
+        """From CloudFormation-style outputs; Cognito's endpoint follows from the pool's region."""
+        if cognito_url is None:
+            region = outputs["UserPoolId"].split("_", 1)[0]
+            cognito_url = f"https://cognito-idp.{region}.amazonaws.com/"
+        return cls(
+            api_url=outputs["ApiUrl"].rstrip("/"),
+            cdn_url=outputs["CdnUrl"].rstrip("/"),
+            cognito_url=cognito_url,
+            client_id=outputs["UserPoolClientId"],
+        )
+
+
+@dataclass(frozen=True)
+class Upload:
+    """The answer of `POST /avatars/key_upload`."""
+
+    url: str
+    fields: dict[str, str]
+    key: str
+    upload_id: str
+    expires_at: str
+    max_bytes: int
+    avatar_url: str
+    manifest_url: str
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> Upload:
+        return cls(
+            url=body["url"],
+            fields=dict(body["fields"]),
+            key=body["key"],
+            upload_id=body["uploadId"],
+            expires_at=body["expiresAt"],
+            max_bytes=int(body["maxBytes"]),
+            avatar_url=body["avatarUrl"],
+            manifest_url=body["manifestUrl"],
+        )
+
+
+@dataclass
+class Client:
+    target: Target
+    session: requests.Session = field(default_factory=requests.Session)
+
+    # ------------------------------------------------------------ Cognito
+    def sign_in(self, username: str, password: str) -> dict[str, Any]:
+        """Cognito InitiateAuth (USER_PASSWORD_AUTH); the AuthenticationResult (AccessToken, IdToken…)."""
+        try:
+            response = self.session.post(
+                self.target.cognito_url,
+                json={
+                    "AuthFlow": "USER_PASSWORD_AUTH",
+                    "ClientId": self.target.client_id,
+                    "AuthParameters": {"USERNAME": username, "PASSWORD": password},
+                },
+                headers={"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": COGNITO_TARGET},
+                timeout=TIMEOUT,
+            )
+        except requests.RequestException as exc:
+            raise StepFailed("sign-in", f"Cognito at {self.target.cognito_url} unreachable: {exc}") from exc
+        body = _json_or_empty(response)
+        if not response.ok:
+            detail = body.get("message") or body.get("__type") or response.text[:200]
+            raise StepFailed(
+                "sign-in", f"Cognito refused ({response.status_code}): {detail}", response.status_code
+            )
+        if "AuthenticationResult" not in body:
+            raise StepFailed("sign-in", f"Cognito asks for a challenge: {body.get('ChallengeName')}")
+        return body["AuthenticationResult"]
+
+    # ------------------------------------------------------------ API
+    def api(
+        self,
+        method: str,
+        path: str,
+        *,
+        token: str | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> requests.Response:
+        """One raw API call; the caller judges the status (the denial tests need the response as is)."""
+        all_headers = dict(headers or {})
+        if token is not None:
+            all_headers["Authorization"] = f"Bearer {token}"
+        return self.session.request(
+            method, f"{self.target.api_url}{path}", json=json, headers=all_headers, timeout=TIMEOUT
+        )
+
+    def key_upload(self, token: str, content_type: str = "image/jpeg") -> Upload:
+        try:
+            response = self.api(
+                "POST", "/avatars/key_upload", token=token, json={"contentType": content_type}
+            )
+        except requests.RequestException as exc:
+            raise StepFailed("key_upload", f"API at {self.target.api_url} unreachable: {exc}") from exc
+        if response.status_code != 200:
+            raise StepFailed(
+                "key_upload", f"HTTP {response.status_code}: {response.text[:300]}", response.status_code
+            )
+        return Upload.from_json(response.json())
+
+    def delete(self, token: str) -> None:
+        try:
+            response = self.api("DELETE", "/avatars", token=token)
+        except requests.RequestException as exc:
+            raise StepFailed("delete", f"API at {self.target.api_url} unreachable: {exc}") from exc
+        if not 200 <= response.status_code < 300:
+            raise StepFailed(
+                "delete", f"HTTP {response.status_code}: {response.text[:300]}", response.status_code
+            )
+
+    # ------------------------------------------------------------ S3
+    def upload(
+        self, upload: Upload, data: bytes, content_type: str, filename: str = "avatar"
+    ) -> requests.Response:
+        """The presigned multipart POST: every policy field, then the file (S3 ignores fields after it)."""
+        try:
+            response = self.session.post(
+                upload.url,
+                data=upload.fields,
+                files={"file": (filename, data, content_type)},
+                timeout=TIMEOUT,
+            )
+        except requests.RequestException as exc:
+            raise StepFailed("upload", f"S3 at {upload.url} unreachable: {exc}") from exc
+        if not 200 <= response.status_code < 300:
+            code = re.search(r"<Code>([^<]+)</Code>", response.text)
+            detail = code.group(1) if code else response.text[:300]
+            raise StepFailed("upload", f"S3 refused ({response.status_code}): {detail}", response.status_code)
+        return response
+
+    # ------------------------------------------------------------ CDN
+    def manifest(self, manifest_url: str) -> dict[str, Any] | None:
+        """The avatar.json status doc, or None before the user's first upload."""
+        try:
+            response = self.session.get(manifest_url, headers={"Cache-Control": "no-cache"}, timeout=TIMEOUT)
+        except requests.RequestException as exc:
+            raise StepFailed("processing", f"CDN at {manifest_url} unreachable: {exc}") from exc
+        # CloudFront answers 403 for a missing key when the origin hides absence.
+        if response.status_code in (403, 404):
+            return None
+        if response.status_code != 200:
+            raise StepFailed("processing", f"manifest HTTP {response.status_code}", response.status_code)
+        return response.json()
+
+    def wait_for_avatar(self, upload: Upload, timeout: float = 60.0) -> dict[str, Any]:
+        """Poll the manifest until it reports this upload (ready or rejected); the manifest."""
+        deadline = time.monotonic() + timeout
+        delay = 0.05
+        last: dict[str, Any] | None = None
+        while True:
+            last = self.manifest(upload.manifest_url)
+            if last is not None and last.get("latest", {}).get("uploadId") == upload.upload_id:
+                return last
+            if time.monotonic() >= deadline:
+                seen = (last or {}).get("latest")
+                raise StepFailed(
+                    "processing",
+                    f"upload {upload.upload_id} not processed after {timeout:.0f}s (manifest latest: {seen})",
+                )
+            time.sleep(delay)
+            delay = min(delay * 1.5, 1.0)
+
+    def cdn_get(self, path_or_url: str) -> requests.Response:
+        """GET an asset: a manifest-relative key (avatars/…) or a full URL; the raw response."""
+        url = path_or_url if "://" in path_or_url else f"{self.target.cdn_url}/{path_or_url}"
+        try:
+            return self.session.get(url, timeout=TIMEOUT)
+        except requests.RequestException as exc:
+            raise StepFailed("cdn", f"CDN at {url} unreachable: {exc}") from exc
+
+
+def renditions(manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
+    avatar = manifest.get("avatar") or {}
+    return list(avatar.get("renditions", []))
+
+
+def rendition(manifest: Mapping[str, Any], name: str, fmt: str = "jpeg") -> dict[str, Any]:
+    for entry in renditions(manifest):
+        if entry["name"] == name and entry["format"] == fmt:
+            return entry
+    raise KeyError(f"no {name} {fmt} rendition in the manifest")
+
+
+def _json_or_empty(response: requests.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
