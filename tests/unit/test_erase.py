@@ -1,0 +1,227 @@
+"""imgpipe.erase against moto's in-process S3 and CloudFront: exactly one user's objects, every version."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from imgpipe import erase
+from moto import mock_aws
+
+UPLOADS = "erase-uploads"
+ASSETS = "erase-assets"
+LOCKED = "erase-locked"
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Any]]:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    with mock_aws():
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket=UPLOADS)
+        s3.put_bucket_versioning(Bucket=UPLOADS, VersioningConfiguration={"Status": "Enabled"})
+        s3.create_bucket(Bucket=ASSETS)
+        yield s3, boto3.client("cloudfront")
+
+
+def distribution(cloudfront: Any) -> str:
+    created = cloudfront.create_distribution(
+        DistributionConfig={
+            "CallerReference": "test-distribution",
+            "Comment": "",
+            "Enabled": True,
+            "Origins": {
+                "Quantity": 1,
+                "Items": [
+                    {
+                        "Id": "assets",
+                        "DomainName": f"{ASSETS}.s3.us-east-1.amazonaws.com",
+                        "S3OriginConfig": {"OriginAccessIdentity": ""},
+                    }
+                ],
+            },
+            "DefaultCacheBehavior": {"TargetOriginId": "assets", "ViewerProtocolPolicy": "redirect-to-https"},
+        }
+    )
+    return created["Distribution"]["Id"]
+
+
+def seed_user(s3: Any, user: str, uploads: int = 3) -> None:
+    """A user with several originals, a delete marker among them, and a full set of assets."""
+    key = f"avatars/{user}/original"
+    for n in range(uploads):
+        s3.put_object(Bucket=UPLOADS, Key=key, Body=f"original {n} of {user}".encode())
+        if n == 0:
+            s3.delete_object(Bucket=UPLOADS, Key=key)
+    for name in ("avatar.json", "512x512.jpg", "512x512.webp", "v/0123456789abcdef/512x512.jpg"):
+        s3.put_object(Bucket=ASSETS, Key=f"avatars/{user}/{name}", Body=b"asset")
+
+
+def uploads_entries(s3: Any, prefix: str) -> list[tuple[str, str]]:
+    page = s3.list_object_versions(Bucket=UPLOADS, Prefix=prefix)
+    return [(e["Key"], e["VersionId"]) for e in (*page.get("Versions", ()), *page.get("DeleteMarkers", ()))]
+
+
+def asset_keys(s3: Any, prefix: str) -> list[str]:
+    return [e["Key"] for e in s3.list_objects_v2(Bucket=ASSETS, Prefix=prefix).get("Contents", ())]
+
+
+def run(s3: Any, cloudfront: Any = None, distribution_id: str | None = None, user: str = "ab"):
+    return erase.erase_avatar(
+        s3,
+        cloudfront,
+        user=user,
+        uploads_bucket=UPLOADS,
+        assets_bucket=ASSETS,
+        distribution_id=distribution_id,
+    )
+
+
+def test_erases_every_version_and_marker_and_only_that_users(aws: tuple[Any, Any]):
+    s3, _ = aws
+    # Given "ab" and users whose names start with "ab" or sit beside it
+    for user in ("ab", "abc", "ab-c", "ab.c", "a", "b"):
+        seed_user(s3, user)
+    others_before = {
+        u: (uploads_entries(s3, f"avatars/{u}/"), asset_keys(s3, f"avatars/{u}/"))
+        for u in ("abc", "ab-c", "ab.c", "a", "b")
+    }
+    assert len(uploads_entries(s3, "avatars/ab/")) == 4  # 3 versions + 1 delete marker
+
+    # When "ab" is erased
+    result = run(s3)
+
+    # Then all of ab's versions, markers and assets are gone, and nobody else lost anything
+    assert result == erase.EraseResult(uploads_deleted=4, assets_deleted=4, invalidation_id=None)
+    assert uploads_entries(s3, "avatars/ab/") == []
+    assert asset_keys(s3, "avatars/ab/") == []
+    for user, before in others_before.items():
+        assert (uploads_entries(s3, f"avatars/{user}/"), asset_keys(s3, f"avatars/{user}/")) == before
+
+
+def test_second_erase_succeeds_and_deletes_nothing(aws: tuple[Any, Any]):
+    s3, _ = aws
+    seed_user(s3, "ab")
+    seed_user(s3, "abc")
+
+    run(s3)
+    again = run(s3)
+
+    assert again == erase.EraseResult(uploads_deleted=0, assets_deleted=0, invalidation_id=None)
+    assert len(uploads_entries(s3, "avatars/abc/")) == 4
+
+
+def test_nothing_stored_is_not_an_error(aws: tuple[Any, Any]):
+    s3, _ = aws
+    assert run(s3, user="never-uploaded") == erase.EraseResult(0, 0, None)
+
+
+def test_deletes_in_batches_s3_accepts(aws: tuple[Any, Any]):
+    s3, _ = aws
+    # Given more assets than one DeleteObjects call may carry (moto does not enforce the 1000 cap)
+    for n in range(1001):
+        s3.put_object(Bucket=ASSETS, Key=f"avatars/ab/v/{n:04x}/128x128.jpg", Body=b"")
+    batches: list[int] = []
+
+    def record(params: dict[str, Any], **_: Any) -> None:
+        batches.append(len(params["Delete"]["Objects"]))
+
+    s3.meta.events.register("provide-client-params.s3.DeleteObjects", record)
+
+    # When erasing
+    result = run(s3)
+
+    # Then every object went, in calls of at most 1000 keys
+    assert result.assets_deleted == 1001
+    assert batches == [1000, 1]
+    assert asset_keys(s3, "avatars/ab/") == []
+
+
+def test_batches_follow_the_batch_size_across_versions(aws: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch):
+    s3, _ = aws
+    seed_user(s3, "ab", uploads=6)  # 6 versions + 1 delete marker
+    monkeypatch.setattr(erase, "DELETE_BATCH", 3)
+    batches: list[int] = []
+    s3.meta.events.register(
+        "provide-client-params.s3.DeleteObjects",
+        lambda params, **_: batches.append(len(params["Delete"]["Objects"])),
+    )
+
+    result = run(s3)
+
+    assert result.uploads_deleted == 7
+    assert batches[:3] == [3, 3, 1]  # uploads bucket; the assets bucket follows
+    assert uploads_entries(s3, "avatars/ab/") == []
+
+
+def test_refused_deletes_raise_with_the_keys(aws: tuple[Any, Any]):
+    s3, _ = aws
+    # Given an original that S3 refuses to delete (object lock in compliance mode)
+    s3.create_bucket(Bucket=LOCKED, ObjectLockEnabledForBucket=True)
+    s3.put_object(
+        Bucket=LOCKED,
+        Key="avatars/ab/original",
+        Body=b"kept",
+        ObjectLockMode="COMPLIANCE",
+        ObjectLockRetainUntilDate=datetime.datetime(2099, 1, 1, tzinfo=datetime.UTC),
+    )
+
+    # When erasing, the per-key error is not swallowed
+    with pytest.raises(
+        erase.EraseError,
+        match=r"1 of 1 objects in erase-locked not deleted \(avatars/ab/original: AccessDenied\)",
+    ):
+        erase.erase_avatar(
+            s3, None, user="ab", uploads_bucket=LOCKED, assets_bucket=ASSETS, distribution_id=None
+        )
+
+
+def test_invalidates_the_users_paths_with_a_fresh_reference_each_time(aws: tuple[Any, Any]):
+    s3, cloudfront = aws
+    distribution_id = distribution(cloudfront)
+    seed_user(s3, "ab")
+
+    first = run(s3, cloudfront, distribution_id)
+    # A retry invalidates again: the first call may have failed right after deleting.
+    second = run(s3, cloudfront, distribution_id)
+
+    assert first.invalidation_id
+    assert second.invalidation_id
+    assert first.invalidation_id != second.invalidation_id
+    batches = [
+        cloudfront.get_invalidation(DistributionId=distribution_id, Id=i)["Invalidation"]["InvalidationBatch"]
+        for i in (first.invalidation_id, second.invalidation_id)
+    ]
+    assert [b["Paths"] for b in batches] == [{"Quantity": 1, "Items": ["/avatars/ab/*"]}] * 2
+    assert batches[0]["CallerReference"] != batches[1]["CallerReference"]
+
+
+def test_no_distribution_means_no_invalidation(aws: tuple[Any, Any]):
+    s3, cloudfront = aws
+    distribution_id = distribution(cloudfront)
+    seed_user(s3, "ab")
+
+    assert run(s3, cloudfront, distribution_id=None).invalidation_id is None
+    assert run(s3, cloudfront, distribution_id="").invalidation_id is None
+    assert cloudfront.list_invalidations(DistributionId=distribution_id)["InvalidationList"]["Quantity"] == 0
+
+
+@pytest.mark.parametrize("user", ["", "a/b", "..", "ab/", "avatars/ab", "auth0|1"])
+def test_refuses_anything_but_a_user_key(aws: tuple[Any, Any], user: str):
+    s3, _ = aws
+    seed_user(s3, "ab")
+
+    with pytest.raises(ValueError, match=r"subject must not be empty|not a user key"):
+        run(s3, user=user)
+
+    assert len(uploads_entries(s3, "avatars/")) == 4
