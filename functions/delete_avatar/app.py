@@ -1,0 +1,81 @@
+"""DELETE /avatars: erase the caller's avatar (every original version, renditions, manifest, CDN copies)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+from aws_lambda_powertools.event_handler.exceptions import UnauthorizedError
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from imgpipe import erase, keys, settings
+
+
+@dataclass(frozen=True)
+class Settings:
+    uploads_bucket: str = settings.env("UPLOADS_BUCKET")
+    assets_bucket: str = settings.env("ASSETS_BUCKET")
+    # Empty locally (no CloudFront): the erase then skips the invalidation.
+    distribution_id: str = settings.env("DISTRIBUTION_ID", "")
+
+    def validate(self) -> None:
+        for name in ("uploads_bucket", "assets_bucket"):
+            if not isinstance(getattr(self, name), str):
+                raise settings.SettingsError(f"{name.upper()} is required")
+
+
+SETTINGS = settings.load(Settings)
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+app = APIGatewayHttpResolver()
+s3 = boto3.client("s3")
+cloudfront = boto3.client("cloudfront") if SETTINGS.distribution_id else None
+
+
+def _caller_user() -> str:
+    # The authorizer verified the JWT and passed its sub; the token is never decoded again here.
+    sub = app.current_event.request_context.authorizer.get_lambda.get("sub")
+    if not isinstance(sub, str) or not sub:
+        raise UnauthorizedError("Unauthorized")
+    return keys.user_key(sub)
+
+
+@app.delete("/avatars")
+@tracer.capture_method
+def delete_avatar() -> dict[str, Any]:
+    user = _caller_user()
+    result = erase.erase_avatar(
+        s3,
+        cloudfront,
+        user=user,
+        uploads_bucket=SETTINGS.uploads_bucket,
+        assets_bucket=SETTINGS.assets_bucket,
+        distribution_id=SETTINGS.distribution_id or None,
+    )
+    logger.info(
+        "avatar erased",
+        extra={
+            "user": user,
+            "uploads_deleted": result.uploads_deleted,
+            "assets_deleted": result.assets_deleted,
+            "invalidation_id": result.invalidation_id,
+        },
+    )
+    metrics.add_metric(name="AvatarErased", unit=MetricUnit.Count, value=1)
+    return {
+        "deleted": {"uploads": result.uploads_deleted, "assets": result.assets_deleted},
+        "invalidationId": result.invalidation_id,
+    }
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,214 @@
+"""DELETE /avatars through the real handler against moto's S3 and CloudFront (in-process)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from imgpipe_local.handlers import Handler, load_handler
+from moto import mock_aws
+
+from tests.conftest import FUNCTIONS, load_event
+
+UPLOADS = "imgpipe-uploads-test"
+ASSETS = "imgpipe-assets-test"
+SUB = "3f1c2a9e-8b7d-4e6f-9a01-23456789abcd"  # the sub in events/delete_avatar.json
+# Users whose keys share the caller's as a string prefix, plus an unrelated one.
+OTHERS = (f"{SUB}-2", f"{SUB}x", "someone-else")
+
+pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "UPLOADS_BUCKET": UPLOADS,
+        "ASSETS_BUCKET": ASSETS,
+        "POWERTOOLS_SERVICE_NAME": "imgpipe",
+        "POWERTOOLS_METRICS_NAMESPACE": "imgpipe",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+    }.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "DISTRIBUTION_ID"):
+        monkeypatch.delenv(name, raising=False)
+    with mock_aws():
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket=UPLOADS)
+        s3.put_bucket_versioning(Bucket=UPLOADS, VersioningConfiguration={"Status": "Enabled"})
+        s3.create_bucket(Bucket=ASSETS)
+        cloudfront = boto3.client("cloudfront")
+        distribution_id = cloudfront.create_distribution(
+            DistributionConfig={
+                "CallerReference": "imgpipe-test",
+                "Comment": "",
+                "Enabled": True,
+                "Origins": {
+                    "Quantity": 1,
+                    "Items": [
+                        {
+                            "Id": "assets",
+                            "DomainName": f"{ASSETS}.s3.us-east-1.amazonaws.com",
+                            "S3OriginConfig": {"OriginAccessIdentity": ""},
+                        }
+                    ],
+                },
+                "DefaultCacheBehavior": {
+                    "TargetOriginId": "assets",
+                    "ViewerProtocolPolicy": "redirect-to-https",
+                },
+            }
+        )["Distribution"]["Id"]
+        for user in (SUB, *OTHERS):
+            seed(s3, user)
+        yield {"s3": s3, "cloudfront": cloudfront, "distribution_id": distribution_id}
+
+
+def seed(s3: Any, user: str) -> None:
+    key = f"avatars/{user}/original"
+    for n in range(3):
+        s3.put_object(Bucket=UPLOADS, Key=key, Body=f"upload {n}".encode(), ContentType="image/png")
+    s3.delete_object(Bucket=UPLOADS, Key=key)  # a delete marker on top
+    for name in ("avatar.json", "512x512.jpg", "256x256.webp", "v/0123456789abcdef/512x512.jpg"):
+        s3.put_object(Bucket=ASSETS, Key=f"avatars/{user}/{name}", Body=b"asset")
+
+
+def stored(s3: Any, user: str) -> tuple[list[str], list[str]]:
+    prefix = f"avatars/{user}/"
+    page = s3.list_object_versions(Bucket=UPLOADS, Prefix=prefix)
+    versions = sorted(e["VersionId"] for e in (*page.get("Versions", ()), *page.get("DeleteMarkers", ())))
+    assets = sorted(e["Key"] for e in s3.list_objects_v2(Bucket=ASSETS, Prefix=prefix).get("Contents", ()))
+    return versions, assets
+
+
+def invoke(handler: Handler, event: dict[str, Any], lambda_context: Any) -> tuple[int, dict[str, Any]]:
+    response = handler(event, lambda_context)
+    return int(response["statusCode"]), json.loads(response["body"])
+
+
+def load(monkeypatch: pytest.MonkeyPatch, distribution_id: str) -> Handler:
+    monkeypatch.setenv("DISTRIBUTION_ID", distribution_id)
+    return load_handler(FUNCTIONS / "delete_avatar")
+
+
+def test_erases_only_the_callers_avatar_and_invalidates_it(
+    aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch, lambda_context: Any
+):
+    s3, cloudfront = aws["s3"], aws["cloudfront"]
+    handler = load(monkeypatch, aws["distribution_id"])
+    others_before = {user: stored(s3, user) for user in OTHERS}
+
+    # When the caller deletes their avatar
+    status, body = invoke(handler, load_event("delete_avatar"), lambda_context)
+
+    # Then 3 originals + 1 delete marker and 4 assets are gone, and nobody else's
+    assert status == 200
+    assert body["deleted"] == {"uploads": 4, "assets": 4}
+    assert stored(s3, SUB) == ([], [])
+    assert {user: stored(s3, user) for user in OTHERS} == others_before
+
+    # And the CDN copies of exactly that user's paths are invalidated
+    invalidation = cloudfront.get_invalidation(
+        DistributionId=aws["distribution_id"], Id=body["invalidationId"]
+    )
+    assert invalidation["Invalidation"]["InvalidationBatch"]["Paths"] == {
+        "Quantity": 1,
+        "Items": [f"/avatars/{SUB}/*"],
+    }
+
+
+def test_is_idempotent(aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch, lambda_context: Any):
+    s3 = aws["s3"]
+    handler = load(monkeypatch, aws["distribution_id"])
+    others_before = {user: stored(s3, user) for user in OTHERS}
+
+    first = invoke(handler, load_event("delete_avatar"), lambda_context)
+    second = invoke(handler, load_event("delete_avatar"), lambda_context)
+
+    assert first[0] == second[0] == 200
+    assert second[1]["deleted"] == {"uploads": 0, "assets": 0}
+    assert second[1]["invalidationId"] != first[1]["invalidationId"]
+    assert {user: stored(s3, user) for user in OTHERS} == others_before
+    listed = aws["cloudfront"].list_invalidations(DistributionId=aws["distribution_id"])["InvalidationList"]
+    assert listed["Quantity"] == 2
+
+
+def test_without_a_distribution_it_only_deletes(
+    aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch, lambda_context: Any
+):
+    handler = load(monkeypatch, "")  # the local stack has no CloudFront
+
+    status, body = invoke(handler, load_event("delete_avatar"), lambda_context)
+
+    assert status == 200
+    assert body == {"deleted": {"uploads": 4, "assets": 4}, "invalidationId": None}
+    listed = aws["cloudfront"].list_invalidations(DistributionId=aws["distribution_id"])["InvalidationList"]
+    assert listed["Quantity"] == 0
+
+
+@pytest.mark.parametrize("authorizer", [None, {"lambda": {}}, {"lambda": {"sub": ""}}])
+def test_without_an_authorizer_subject_it_is_a_401_and_deletes_nothing(
+    aws: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    lambda_context: Any,
+    authorizer: dict[str, Any] | None,
+):
+    handler = load(monkeypatch, aws["distribution_id"])
+    event = load_event("delete_avatar")
+    if authorizer is None:
+        del event["requestContext"]["authorizer"]
+    else:
+        event["requestContext"]["authorizer"] = authorizer
+    before = stored(aws["s3"], SUB)
+
+    status, body = invoke(handler, event, lambda_context)
+
+    assert status == 401
+    assert body["message"] == "Unauthorized"
+    assert stored(aws["s3"], SUB) == before
+
+
+def test_a_subject_that_is_not_key_safe_erases_its_digest_prefix_only(
+    aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch, lambda_context: Any
+):
+    s3 = aws["s3"]
+    handler = load(monkeypatch, "")
+    event = load_event("delete_avatar")
+    # "../" would climb out of avatars/<user>/ if it were used as the key; it maps to a digest.
+    event["requestContext"]["authorizer"]["lambda"]["sub"] = f"../{SUB}"
+
+    status, body = invoke(handler, event, lambda_context)
+
+    assert status == 200
+    assert body["deleted"] == {"uploads": 0, "assets": 0}
+    assert stored(s3, SUB)[1] != []
+
+
+def test_an_object_s3_refuses_to_delete_fails_the_request(
+    aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch, lambda_context: Any
+):
+    # Given an uploads bucket whose original is under a compliance-mode object lock
+    s3 = aws["s3"]
+    s3.create_bucket(Bucket="imgpipe-locked-test", ObjectLockEnabledForBucket=True)
+    s3.put_object(
+        Bucket="imgpipe-locked-test",
+        Key=f"avatars/{SUB}/original",
+        Body=b"kept",
+        ObjectLockMode="COMPLIANCE",
+        ObjectLockRetainUntilDate="2099-01-01T00:00:00Z",
+    )
+    monkeypatch.setenv("UPLOADS_BUCKET", "imgpipe-locked-test")
+    handler = load(monkeypatch, aws["distribution_id"])
+
+    # Then the handler fails (a 500 at the API) instead of reporting a partial erase as done,
+    # and nothing is invalidated until the objects are really gone
+    with pytest.raises(RuntimeError, match="AccessDenied"):
+        handler(load_event("delete_avatar"), lambda_context)
+    listed = aws["cloudfront"].list_invalidations(DistributionId=aws["distribution_id"])["InvalidationList"]
+    assert listed["Quantity"] == 0
