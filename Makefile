@@ -3,75 +3,107 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
 
-PY313 ?= $(firstword $(wildcard $(shell pyenv root 2>/dev/null)/versions/3.13*/bin/python3.13) $(shell command -v python3.13))
+# Lambda runs python3.13, so the project, its tests and `sam build` do too.
+PY313 ?= $(firstword $(wildcard \
+	$(shell pyenv root 2>/dev/null)/versions/3.13*/bin/python3.13 \
+	$(HOME)/.pyenv/versions/3.13*/bin/python3.13 \
+	/usr/local/bin/python3.13 /usr/bin/python3.13))
 VENV := .venv
 PY := $(VENV)/bin/python
 SAM_VENV := .tools/sam
 CHECKOV_VENV := .tools/checkov
+ARTIFACTS := test-artifacts
+# sam's python builder looks for `python3.13` on PATH; put the one we found first.
 SAM := SAM_CLI_TELEMETRY=0 PATH="$(dir $(PY313)):$$PATH" $(SAM_VENV)/bin/sam
-PIP_QUIET := --quiet --disable-pip-version-check
+# checkov is offline: no platform mappings or guidelines download, no version check.
+CHECKOV := BC_SKIP_MAPPING=TRUE CKV_SKIP_PACKAGE_UPDATE_CHECK=true LOG_LEVEL=WARNING $(CHECKOV_VENV)/bin/checkov
+PIP_INSTALL = bin/pip install --quiet --disable-pip-version-check
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+ENV ?= default
+TEST_STAGES := lint unit integration e2e validate build demo
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup tools chromium lint unit integration e2e browser validate build test dev demo bench deploy clean
+# pytest FILE-OR-DIR [ARGS]: junit XML for the summary; exit 5 (nothing collected) is not a failure.
+define pytest
+	@mkdir -p $(ARTIFACTS)
+	$(PY) -m pytest $(1) -q --junitxml=$(ARTIFACTS)/junit-$(notdir $(firstword $(1))).xml $(2) \
+		|| { rc=$$?; if [ $$rc -eq 5 ]; then echo "(no tests collected in $(1))"; else exit $$rc; fi; }
+endef
+
+.PHONY: help python313 setup tools chromium lint unit integration e2e browser validate build test dev demo bench deploy clean
 
 help:
 	@echo "make dev       run the whole pipeline locally (no Docker, no AWS account)"
 	@echo "make demo      the whole flow headless: sign in, upload, process, serve; exit 0 on success"
-	@echo "make test      lint, unit, integration, e2e, browser, template checks, sam build"
-	@echo "make build     sam build (python3.13, arm64)"
-	@echo "make deploy    sam deploy (guided the first time)"
+	@echo "make test      $(TEST_STAGES), then a summary"
+	@echo "make build     sam build (python3.13, arm64) and checks on the built artefacts"
+	@echo "make deploy    sam deploy (guided the first time; ENV=prod for the prod config)"
 	@echo "make bench     processing benchmark against sharp and pyvips"
 
-$(PY313):
-	@test -n "$(PY313)" || { echo "Python 3.13 not found: install it (pyenv install 3.13) or set PY313=/path/to/python3.13"; exit 1; }
+python313:
+	@test -n "$(PY313)" || { echo "Python 3.13 not found: install it (pyenv install 3.13) or set PY313=/path/to/python3.13" >&2; exit 1; }
 
-$(VENV)/.stamp: requirements/dev.txt pyproject.toml
-	@test -n "$(PY313)" || { echo "Python 3.13 not found: install it (pyenv install 3.13) or set PY313=/path/to/python3.13"; exit 1; }
+$(VENV)/.stamp: requirements/dev.txt pyproject.toml | python313
 	$(PY313) -m venv $(VENV)
-	$(VENV)/bin/pip install $(PIP_QUIET) -r requirements/dev.txt
-	$(VENV)/bin/pip install $(PIP_QUIET) --no-deps -e .
+	$(VENV)/$(PIP_INSTALL) -r requirements/dev.txt
+	$(VENV)/$(PIP_INSTALL) --no-deps -e .
 	touch $@
 
 setup: $(VENV)/.stamp
 
-$(SAM_VENV)/.stamp: requirements/sam.txt
+$(SAM_VENV)/.stamp: requirements/sam.txt | python313
 	$(PY313) -m venv $(SAM_VENV)
-	$(SAM_VENV)/bin/pip install $(PIP_QUIET) -r requirements/sam.txt
+	$(SAM_VENV)/$(PIP_INSTALL) -r requirements/sam.txt
 	touch $@
 
-$(CHECKOV_VENV)/.stamp: requirements/checkov.txt
+$(CHECKOV_VENV)/.stamp: requirements/checkov.txt | python313
 	$(PY313) -m venv $(CHECKOV_VENV)
-	$(CHECKOV_VENV)/bin/pip install $(PIP_QUIET) -r requirements/checkov.txt
+	$(CHECKOV_VENV)/$(PIP_INSTALL) -r requirements/checkov.txt
 	touch $@
 
 tools: $(SAM_VENV)/.stamp $(CHECKOV_VENV)/.stamp
 
+# Debian's chromium for the browser tests (Playwright's own browser download cannot work offline).
 chromium:
-	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@command -v chromium >/dev/null || { \
+		echo "installing chromium (apt)"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
 unit: setup
-	$(PY) -m pytest tests/unit -q
+	$(call pytest,tests/unit)
 
 integration: setup
-	$(PY) -m pytest tests/integration -q
+	$(call pytest,tests/integration)
 
 e2e: setup chromium
-	$(PY) -m pytest tests/e2e -q
+	$(call pytest,tests/e2e)
+
+browser: setup chromium
+	$(call pytest,tests/e2e,-m browser)
 
 validate: tools
 	$(SAM) validate --lint
 	$(SAM_VENV)/bin/cfn-lint template.yaml
-	$(CHECKOV_VENV)/bin/checkov -f template.yaml --framework cloudformation --quiet --compact --skip-download
+	$(CHECKOV) -f template.yaml --framework cloudformation --quiet --compact --skip-download
 
-build: $(SAM_VENV)/.stamp
-	$(SAM) build
-	$(PY) -m pytest tests/build -q
+build: setup $(SAM_VENV)/.stamp | python313
+	@start=$$(date +%s); $(SAM) build; echo "sam build took $$(( $$(date +%s) - start ))s"
+	$(call pytest,tests/build)
 
-test: lint unit integration e2e validate build demo
+# Runs every stage even after one fails, so one run shows everything that is broken.
+test:
+	@rm -rf $(ARTIFACTS); mkdir -p $(ARTIFACTS)
+	@for stage in $(TEST_STAGES); do \
+		echo "=== make $$stage"; start=$$(date +%s); \
+		if $(MAKE) --no-print-directory $$stage; then status=ok; else status=FAILED; fi; \
+		echo "$$stage $$status $$(( $$(date +%s) - start ))" >> $(ARTIFACTS)/stages.txt; \
+	done
+	@python3 .ci/summary.py $(ARTIFACTS)
 
 dev: setup
 	$(PY) -m imgpipe_local dev
@@ -82,8 +114,14 @@ demo: setup
 bench: setup
 	$(PY) bench/run.py
 
-deploy: $(SAM_VENV)/.stamp build
-	@if [ -f .aws-sam/deployed ]; then $(SAM) deploy; else $(SAM) deploy --guided && touch .aws-sam/deployed; fi
+# Guided until samconfig.toml holds this environment's UserPoolClientId (guided saves it there).
+deploy: build
+	@if $(PY) -c 'import sys, tomllib; c = tomllib.load(open("samconfig.toml", "rb")); \
+		sys.exit("UserPoolClientId=" not in str(c.get("$(ENV)", {}).get("deploy", {}).get("parameters", {}).get("parameter_overrides", "")))'; then \
+		$(SAM) deploy --config-env $(ENV); \
+	else \
+		$(SAM) deploy --guided --config-env $(ENV); \
+	fi
 
 clean:
-	rm -rf $(VENV) .tools .aws-sam .pytest_cache .ruff_cache
+	rm -rf $(VENV) .tools .aws-sam .pytest_cache .ruff_cache $(ARTIFACTS)
