@@ -47,10 +47,11 @@ def s3(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> Any:
         "AWS_SESSION_TOKEN": "testing-session-token",
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL_S3": moto_url,
+        # What the local stack sets for its functions (imgpipe_local.runtime.aws_environment)
+        "AWS_ENDPOINT_URL": moto_url,
     }.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     client = boto3.client("s3")
     if not any(b["Name"] == BUCKET for b in client.list_buckets()["Buckets"]):
@@ -60,7 +61,7 @@ def s3(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> Any:
 
 
 @pytest.fixture
-def handler(s3: Any, monkeypatch: pytest.MonkeyPatch) -> Handler:
+def handler_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in {
         "UPLOADS_BUCKET": BUCKET,
         "MAX_UPLOAD_BYTES": "1048576",
@@ -70,8 +71,15 @@ def handler(s3: Any, monkeypatch: pytest.MonkeyPatch) -> Handler:
         "POWERTOOLS_SERVICE_NAME": "imgpipe",
         "POWERTOOLS_METRICS_NAMESPACE": "imgpipe",
         "POWERTOOLS_TRACE_DISABLED": "true",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
     }.items():
         monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+@pytest.fixture
+def handler(s3: Any, handler_env: None) -> Handler:
     return load_handler(FUNCTIONS / "presign_upload")
 
 
@@ -98,7 +106,8 @@ def test_presigned_post_lands_the_upload_at_the_callers_key(handler: Handler, s3
     assert body["maxBytes"] == 1048576
     assert body["avatarUrl"] == f"{CDN}/avatars/{SUB}/512x512.jpg"
     assert body["manifestUrl"] == f"{CDN}/avatars/{SUB}/avatar.json"
-    assert body["url"].startswith(s3.meta.endpoint_url)
+    # Path-style on the IP endpoint, although the handler asks for virtual addressing (for AWS)
+    assert body["url"] == f"{s3.meta.endpoint_url}/{BUCKET}"
     assert body["fields"]["x-amz-security-token"] == "testing-session-token"
 
     # When the browser posts the form exactly as given, the file last as S3 requires
@@ -253,3 +262,21 @@ def test_missing_setting_fails_the_cold_start(s3: Any, monkeypatch: pytest.Monke
 
     with pytest.raises(RuntimeError, match="MAX_UPLOAD_BYTES"):
         load_handler(FUNCTIONS / "presign_upload")
+
+
+def test_in_aws_the_url_is_the_buckets_regional_endpoint(
+    handler_env: None, monkeypatch: pytest.MonkeyPatch, lambda_context: Any
+):
+    # The global endpoint 307-redirects a new bucket's POSTs to its region for hours,
+    # and a browser's cross-origin form upload does not survive that redirect.
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    handler = load_handler(FUNCTIONS / "presign_upload")
+
+    status, body = invoke(handler, load_event("presign_upload_key_upload"), lambda_context)
+
+    assert status == 200
+    assert body["url"] == f"https://{BUCKET}.s3.eu-west-1.amazonaws.com/"
+    assert body["fields"]["x-amz-credential"].endswith("/eu-west-1/s3/aws4_request")
