@@ -1,0 +1,604 @@
+"""The processing core: untrusted image bytes in, avatar renditions out.
+
+Pure: no AWS, no files, no logging. `process()` either returns a `Result` or raises
+`ImageRejected` (a permanent verdict on the input, with a machine `reason`); anything
+else that escapes (MemoryError, a bug) is a failure worth a retry and an alarm.
+
+The order of the pipeline is chosen for safety first, then speed:
+
+1. bytes cap, then the real format sniffed from magic numbers (names and Content-Type
+   are the uploader's claims, not facts); only allow-listed formats reach a decoder,
+   and `Image.open(formats=[that one])` keeps Pillow from guessing another plugin;
+2. pixel and side caps from the header, before any pixel is decoded - Pillow's own
+   decompression-bomb check is kept as a second line, set to the same limit;
+3. JPEGs decode at reduced scale (`draft`), big images are `reduce`d by an integer
+   factor, then oriented, then converted once to sRGB through their ICC profile;
+4. each rendition is resized once (`reducing_gap`) and smaller renditions with the
+   same crop are derived from the largest; each is encoded once, metadata-free.
+
+Outputs are untagged sRGB: browsers and the CSS colour spec treat untagged images as
+sRGB, and an embedded sRGB profile would add ~600 bytes to a 4 KB 128px avatar.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import re
+import struct
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from PIL import ExifTags, Image, ImageCms, features
+
+# Bump when a code change alters output pixels/bytes, so versions (and immutable URLs) change.
+PIPELINE_VERSION = "1"
+
+FITS = ("cover", "contain")
+MAX_RENDITION_SIDE = 4096
+DEFAULT_RENDITIONS_SPEC = "512x512:cover,256x256:cover,128x128:cover"
+
+AVIF_AVAILABLE = features.check("avif")
+
+
+@dataclass(frozen=True)
+class _Codec:
+    name: str
+    extension: str
+    content_type: str
+    pillow_format: str
+
+
+_CODECS = {
+    "jpeg": _Codec("jpeg", "jpg", "image/jpeg", "JPEG"),
+    "webp": _Codec("webp", "webp", "image/webp", "WEBP"),
+    "avif": _Codec("avif", "avif", "image/avif", "AVIF"),
+}
+OUTPUT_FORMATS = tuple(name for name in _CODECS if name != "avif" or AVIF_AVAILABLE)
+
+# Input formats we hand to a decoder. AVIF goes through libavif+dav1d bundled in the Pillow
+# wheel (no extra dependency); HEIC would need pillow-heif (libheif + libde265) and is
+# refused. TIFF, BMP, PSD, SVG, ICO, JPEG 2000... are refused: avatars do not need them and
+# every extra decoder is attack surface (most of Pillow's CVEs live in the exotic plugins).
+INPUT_FORMATS = ("jpeg", "png", "gif", "webp", *(("avif",) if AVIF_AVAILABLE else ()))
+_PILLOW_FORMAT = {"jpeg": "JPEG", "png": "PNG", "gif": "GIF", "webp": "WEBP", "avif": "AVIF"}
+
+# Encoder settings, measured on avatars (see bench/ and the tests' notes): WebP method 4 is
+# libwebp's default balance; 6 saves ~2% for ~2x the time. AVIF speed 8 keeps a 512px
+# encode in tens of milliseconds.
+WEBP_METHOD = 4
+AVIF_SPEED = 8
+
+# Renditions are resized from an image at least this many times larger (when the source
+# allows): JPEG DCT scaling and `reduce` are box filters, the final Lanczos pass removes
+# their aliasing.
+REDUCING_GAP = 2.0
+
+PLACEHOLDER_SIDE = 16
+PLACEHOLDER_MAX_BYTES = 1024
+
+_ORIENTATION_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_SWAPS_AXES = {5, 6, 7, 8}
+
+# Metadata keys Pillow reports when an encoded output carries something we meant to strip.
+_METADATA_KEYS = ("exif", "icc_profile", "xmp", "XML:com.adobe.xmp", "comment", "photoshop", "adobe")
+
+# What Pillow's plugins raise on malformed input. Anything else (MemoryError, TypeError from
+# our own code...) propagates: it is not a verdict on the image.
+_BAD_DATA_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    struct.error,
+    Image.DecompressionBombError,
+    Image.DecompressionBombWarning,
+)
+
+
+class ImageRejected(ValueError):
+    """A permanent verdict on the input: retrying will not help."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Rendition:
+    width: int
+    height: int
+    fit: str = "cover"
+
+    def __post_init__(self) -> None:
+        if self.fit not in FITS:
+            raise ValueError(f"fit must be one of {', '.join(FITS)}, got {self.fit!r}")
+        for side in (self.width, self.height):
+            if not isinstance(side, int) or isinstance(side, bool) or not 1 <= side <= MAX_RENDITION_SIDE:
+                raise ValueError(f"rendition sides must be integers in 1..{MAX_RENDITION_SIDE}, got {side!r}")
+
+    @property
+    def name(self) -> str:
+        return f"{self.width}x{self.height}"
+
+
+_RENDITION = re.compile(r"^\s*(\d{1,5})\s*x\s*(\d{1,5})\s*(?::\s*([a-z]+)\s*)?$")
+
+
+def parse_renditions(spec: str | Iterable[str]) -> tuple[Rendition, ...]:
+    """'512x512:cover,128x128:contain' -> Renditions, in order (the first is the avatar URL).
+
+    Fit defaults to cover. Also takes the list `settings` makes of a comma-separated variable.
+    """
+    parts = spec.split(",") if isinstance(spec, str) else list(spec)
+    parts = [part for part in parts if part.strip()]
+    if not parts:
+        raise ValueError("at least one rendition is required, e.g. '512x512:cover'")
+    renditions = []
+    for part in parts:
+        match = _RENDITION.match(part)
+        if not match:
+            raise ValueError(f"rendition {part.strip()!r} is not WIDTHxHEIGHT[:cover|contain]")
+        width, height, fit = match.groups()
+        renditions.append(Rendition(int(width), int(height), fit or "cover"))
+    names = [r.name for r in renditions]
+    if len(set(names)) != len(names):
+        raise ValueError(f"renditions must have distinct sizes (their file names), got {names}")
+    return tuple(renditions)
+
+
+def parse_formats(spec: str | Iterable[str]) -> tuple[str, ...]:
+    """'jpeg,webp' -> ('jpeg', 'webp'); 'jpg' is accepted for 'jpeg'."""
+    parts = spec.split(",") if isinstance(spec, str) else list(spec)
+    formats = []
+    for part in parts:
+        name = part.strip().lower()
+        if not name:
+            continue
+        name = "jpeg" if name == "jpg" else name
+        if name not in OUTPUT_FORMATS:
+            raise ValueError(f"output format {name!r} is not one of {', '.join(OUTPUT_FORMATS)}")
+        if name not in formats:
+            formats.append(name)
+    if not formats:
+        raise ValueError("at least one output format is required, e.g. 'jpeg,webp'")
+    return tuple(formats)
+
+
+@dataclass(frozen=True)
+class Options:
+    renditions: tuple[Rendition, ...] = field(
+        default_factory=lambda: parse_renditions(DEFAULT_RENDITIONS_SPEC)
+    )
+    formats: tuple[str, ...] = ("jpeg", "webp")
+    jpeg_quality: int = 82
+    webp_quality: int = 80
+    max_bytes: int = 10 * 1024 * 1024
+    max_pixels: int = 50_000_000
+    # Beyond the pixel cap: a 50,000 x 1000 strip is "only" 50 MP but no avatar.
+    max_side: int = 20_000
+    avif_quality: int = 60
+
+    def __post_init__(self) -> None:
+        if not self.renditions:
+            raise ValueError("at least one rendition is required")
+        if not all(isinstance(r, Rendition) for r in self.renditions):
+            raise ValueError("renditions must be Rendition objects (use parse_renditions)")
+        parse_formats(self.formats)
+        for name in ("jpeg_quality", "webp_quality", "avif_quality"):
+            value = getattr(self, name)
+            if not 1 <= value <= 100:
+                raise ValueError(f"{name} must be in 1..100, got {value}")
+        for name in ("max_bytes", "max_pixels", "max_side"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive")
+
+    @classmethod
+    def from_settings(
+        cls,
+        *,
+        renditions: str | Iterable[str] = DEFAULT_RENDITIONS_SPEC,
+        formats: str | Iterable[str] = ("jpeg", "webp"),
+        **numbers: int,
+    ) -> Options:
+        """Options from configuration strings (env vars), e.g. RENDITIONS and OUTPUT_FORMATS."""
+        return cls(renditions=parse_renditions(renditions), formats=parse_formats(formats), **numbers)
+
+    def fingerprint(self) -> str:
+        """Everything that changes output bytes; limits are left out (they only accept/reject)."""
+        renditions = ",".join(f"{r.name}:{r.fit}" for r in self.renditions)
+        return (
+            f"pipeline={PIPELINE_VERSION};pillow={Image.__version__};renditions={renditions};"
+            f"formats={','.join(self.formats)};jpeg={self.jpeg_quality};webp={self.webp_quality};"
+            f"avif={self.avif_quality}"
+        )
+
+
+@dataclass(frozen=True)
+class Output:
+    rendition: Rendition
+    format: str
+    extension: str
+    content_type: str
+    width: int
+    height: int
+    data: bytes = field(repr=False)
+
+    @property
+    def filename(self) -> str:
+        return f"{self.rendition.name}.{self.extension}"
+
+
+@dataclass(frozen=True)
+class Result:
+    outputs: tuple[Output, ...]
+    version: str
+    source_format: str
+    source_width: int
+    source_height: int
+    placeholder: str
+    # Things worth a log line that did not stop processing (e.g. an unusable ICC profile).
+    notes: tuple[str, ...] = ()
+
+
+def version_of(data: bytes, options: Options) -> str:
+    digest = hashlib.sha256(data)
+    digest.update(b"\0" + options.fingerprint().encode())
+    return digest.hexdigest()[:16]
+
+
+# --- sniffing -------------------------------------------------------------------------------
+
+# ISO-BMFF brands: AVIF is accepted, the HEIF family is named in the rejection.
+_AVIF_BRANDS = {b"avif", b"avis"}
+_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
+
+_REFUSED_MAGIC = (
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"II+\x00", "BigTIFF"),
+    (b"MM\x00+", "BigTIFF"),
+    (b"BM", "BMP"),
+    (b"8BPS", "PSD"),
+    (b"\x00\x00\x01\x00", "ICO"),
+    (b"\x00\x00\x02\x00", "CUR"),
+    (b"\x00\x00\x00\x0cjP  \r\n\x87\n", "JPEG 2000"),
+    (b"\xff\x4f\xff\x51", "JPEG 2000"),
+    (b"\xff\x0a", "JPEG XL"),
+    (b"\x00\x00\x00\x0cJXL \r\n\x87\n", "JPEG XL"),
+    (b"DDS ", "DDS"),
+    (b"%!PS", "EPS"),
+    (b"\xc5\xd0\xd3\xc6", "EPS"),
+    (b"%PDF", "PDF"),
+    (b"icns", "ICNS"),
+    (b"qoif", "QOI"),
+    (b"\x76\x2f\x31\x01", "OpenEXR"),
+    (b"#?RADIANCE", "HDR"),
+    (b"SIMPLE  =", "FITS"),
+    (b"gimp xcf", "XCF"),
+)
+_SVG = re.compile(rb"^\s*(<\?xml[^>]*>\s*)?(<!--.*?-->\s*)*(<!DOCTYPE\s+svg|<svg)", re.S | re.I)
+
+
+def sniff(data: bytes) -> str:
+    """The allow-listed format `data` really is, or ImageRejected saying what it is not."""
+    if not data:
+        raise ImageRejected("empty", "The file is empty.")
+    head = data[:64]
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return "gif"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    if head[4:8] == b"ftyp":
+        box_size = int.from_bytes(head[:4], "big")
+        brands = {head[8:12]} | {head[i : i + 4] for i in range(16, min(max(box_size, 16), len(head)) - 3, 4)}
+        if brands & _AVIF_BRANDS:
+            if AVIF_AVAILABLE:
+                return "avif"
+            raise _unsupported("AVIF")
+        if brands & _HEIF_BRANDS:
+            raise _unsupported("HEIC/HEIF")
+    for magic, name in _REFUSED_MAGIC:
+        if head.startswith(magic):
+            raise _unsupported(name)
+    if _SVG.match(data[:4096]):
+        raise _unsupported("SVG")
+    raise ImageRejected("not_an_image", "The file is not an image.")
+
+
+def _unsupported(name: str) -> ImageRejected:
+    accepted = ", ".join(f.upper() for f in INPUT_FORMATS)
+    return ImageRejected("unsupported_format", f"{name} images are not accepted; use {accepted}.")
+
+
+# --- decoding -------------------------------------------------------------------------------
+
+
+def _needed_size(rendition: Rendition, width: int, height: int) -> tuple[int, int]:
+    """Size the (oriented) source must be scaled to for `rendition`: the scale that fills it
+    (cover) or fits in it without upscaling (contain)."""
+    if rendition.fit == "cover":
+        scale = max(rendition.width / width, rendition.height / height)
+    else:
+        scale = min(rendition.width / width, rendition.height / height, 1.0)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _orientation(im: Image.Image) -> int:
+    # A broken EXIF block is common in the wild and not worth rejecting a photo for.
+    try:
+        value = im.getexif().get(ExifTags.Base.Orientation, 1)
+    except _BAD_DATA_ERRORS:
+        return 1
+    return value if isinstance(value, int) and value in _ORIENTATION_TRANSPOSE else 1
+
+
+def _classify(exc: BaseException) -> ImageRejected:
+    if isinstance(exc, Image.DecompressionBombError | Image.DecompressionBombWarning):
+        return ImageRejected("too_many_pixels", "The image has too many pixels.")
+    text = str(exc).lower()
+    if "truncated" in text or isinstance(exc, EOFError):
+        return ImageRejected("truncated", "The image file is incomplete (truncated).")
+    return ImageRejected("decode_error", "The image is damaged and cannot be read.")
+
+
+def _open_checked(data: bytes, fmt: str, options: Options) -> Image.Image:
+    im = Image.open(io.BytesIO(data), formats=[_PILLOW_FORMAT[fmt]])
+    width, height = im.size
+    if width < 1 or height < 1:
+        raise ImageRejected("decode_error", "The image has no pixels.")
+    if width * height > options.max_pixels or max(width, height) > options.max_side:
+        raise ImageRejected(
+            "too_many_pixels",
+            f"The image is {width}x{height}; at most {options.max_pixels // 1_000_000} megapixels "
+            f"and {options.max_side} pixels a side are accepted.",
+        )
+    return im
+
+
+def _to_resizable(im: Image.Image) -> Image.Image:
+    """A mode `reduce`, `resize` and ImageCms all handle, with alpha only if there is any."""
+    mode = im.mode
+    if mode in ("RGB", "RGBA", "L", "LA", "CMYK"):
+        return im
+    if mode == "1":
+        return im.convert("L")
+    if mode in ("P", "PA"):
+        return im.convert("RGBA" if mode == "PA" or im.has_transparency_data else "RGB")
+    if mode.startswith("I;16") or mode == "I":
+        # convert("L") would clip 16-bit values at 255 instead of scaling them.
+        return im.convert("I").point(lambda v: v * (1 / 257)).convert("L")
+    if mode == "F":
+        _low, high = im.getextrema()
+        scale = 255.0 if high <= 1.0 else 1.0
+        return im.point(lambda v: v * scale).convert("L")
+    if mode in ("RGBa", "La"):
+        return im.convert(mode.upper())
+    if mode == "RGBX":
+        return im.convert("RGB")
+    return im.convert("RGBA" if "A" in mode else "RGB")
+
+
+_SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+
+
+def _to_srgb(im: Image.Image, icc: bytes | None, notes: list[str]) -> Image.Image:
+    """RGB or RGBA in sRGB, through the embedded ICC profile when there is a usable one."""
+    alpha = im.getchannel("A") if im.mode in ("RGBA", "LA") else None
+    base = im.convert(im.mode[:-1]) if alpha is not None else im  # L or RGB or CMYK
+    converted = None
+    if icc:
+        try:
+            source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            converted = ImageCms.profileToProfile(
+                base, source, _SRGB, renderingIntent=ImageCms.Intent.PERCEPTUAL, outputMode="RGB"
+            )
+        except (ImageCms.PyCMSError, OSError, ValueError, TypeError) as exc:
+            # A profile that does not parse or does not match the pixels (an RGB profile on a
+            # greyscale JPEG happens) is ignored: the pixels are far more likely sRGB-ish than
+            # broken, and refusing the photo would be worse.
+            notes.append(f"ignored unusable ICC profile: {exc}")
+    if converted is None:
+        # No profile: the web's assumption is sRGB. CMYK without a profile gets Pillow's naive
+        # conversion (Adobe-inverted JPEG CMYK was already un-inverted by the decoder).
+        converted = base.convert("RGB")
+    if alpha is not None:
+        converted.putalpha(alpha)
+    return converted
+
+
+def _decode(data: bytes, fmt: str, options: Options, notes: list[str]) -> tuple[Image.Image, tuple[int, int]]:
+    im = _open_checked(data, fmt, options)
+    source = im.size
+    orientation = _orientation(im)
+    icc = im.info.get("icc_profile")
+    swap = orientation in _SWAPS_AXES
+
+    oriented = (im.size[1], im.size[0]) if swap else im.size
+    needed = [_needed_size(r, *oriented) for r in options.renditions]
+    need_w = max(w for w, _ in needed)
+    need_h = max(h for _, h in needed)
+    # Back to the stored (unrotated) axes, with headroom for the final Lanczos pass.
+    if swap:
+        need_w, need_h = need_h, need_w
+    want = (max(1, int(need_w * REDUCING_GAP)), max(1, int(need_h * REDUCING_GAP)))
+
+    if fmt == "jpeg":
+        im.draft("RGB", want)
+    # Frame 0 only: nothing seeks further, so an animation's frame count costs nothing.
+    im.load()
+
+    work = _to_resizable(im)
+    factor = min(work.size[0] // want[0], work.size[1] // want[1])
+    if factor >= 2:
+        work = work.reduce(factor)
+    if orientation in _ORIENTATION_TRANSPOSE:
+        work = work.transpose(_ORIENTATION_TRANSPOSE[orientation])
+    work = _to_srgb(work, icc, notes)
+    if work.mode == "RGBA" and work.getchannel("A").getextrema()[0] == 255:
+        work = work.convert("RGB")
+    return work, source
+
+
+# --- renditions -----------------------------------------------------------------------------
+
+
+def _crop_key(rendition: Rendition) -> object:
+    """Renditions with equal keys show the same part of the source, so one can be made from
+    another: all contains show everything; covers of one aspect ratio crop the same centre."""
+    return "full" if rendition.fit == "contain" else Fraction(rendition.width, rendition.height)
+
+
+def _resize(im: Image.Image, rendition: Rendition) -> Image.Image:
+    width, height = im.size
+    if rendition.fit == "contain":
+        size = _needed_size(rendition, width, height)
+        box = (0.0, 0.0, float(width), float(height))
+    else:
+        size = (rendition.width, rendition.height)
+        # Centred crop of the target's aspect ratio, as ImageOps.fit does; done inside resize()
+        # so reducing_gap applies (ImageOps.fit does not pass it).
+        target = rendition.width / rendition.height
+        if width / height > target:
+            crop_w = height * target
+            left = (width - crop_w) / 2
+            box = (left, 0.0, left + crop_w, float(height))
+        else:
+            crop_h = width / target
+            top = (height - crop_h) / 2
+            box = (0.0, top, float(width), top + crop_h)
+    if size == im.size and box == (0.0, 0.0, float(width), float(height)):
+        return im.copy()
+    return im.resize(size, Image.Resampling.LANCZOS, box=box, reducing_gap=REDUCING_GAP)
+
+
+def _encode(im: Image.Image, fmt: str, options: Options) -> bytes:
+    # Pillow's encoders copy some metadata from `info` (JPEG comments, AVIF's ICC profile)
+    # even when not asked to: start from nothing.
+    im.info = {}
+    buf = io.BytesIO()
+    if fmt == "jpeg":
+        if im.mode == "RGBA":
+            # Flatten on white: transparent avatar backgrounds are expected to look like the page.
+            background = Image.new("RGB", im.size, (255, 255, 255))
+            background.paste(im, mask=im.getchannel("A"))
+            im = background
+        im.save(
+            buf,
+            "JPEG",
+            quality=options.jpeg_quality,
+            optimize=True,
+            progressive=True,
+            subsampling="4:2:0",
+        )
+    elif fmt == "webp":
+        im.save(buf, "WEBP", quality=options.webp_quality, method=WEBP_METHOD)
+    elif fmt == "avif":
+        im.save(buf, "AVIF", quality=options.avif_quality, speed=AVIF_SPEED, subsampling="4:2:0")
+    else:  # pragma: no cover - Options validates formats
+        raise ValueError(fmt)
+    return buf.getvalue()
+
+
+def _verify_clean(data: bytes, codec: _Codec, size: tuple[int, int]) -> None:
+    """Reopen an output: right format and size, and none of the metadata we strip."""
+    with Image.open(io.BytesIO(data), formats=[codec.pillow_format]) as check:
+        leaked = [key for key in _METADATA_KEYS if check.info.get(key)]
+        if check.size != size or leaked or check.getexif():
+            raise RuntimeError(f"{codec.name} output is {check.size} with metadata {leaked}")
+
+
+def _placeholder(im: Image.Image) -> str:
+    scale = PLACEHOLDER_SIDE / max(im.size)
+    size = (max(1, round(im.size[0] * scale)), max(1, round(im.size[1] * scale)))
+    tiny = im.resize(size, Image.Resampling.BOX, reducing_gap=2.0)
+    tiny.info = {}
+    for quality in (50, 30, 10):
+        buf = io.BytesIO()
+        tiny.save(buf, "WEBP", quality=quality, method=6)
+        uri = "data:image/webp;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+        if len(uri) < PLACEHOLDER_MAX_BYTES:
+            return uri
+    raise RuntimeError(f"placeholder of {size} does not fit in {PLACEHOLDER_MAX_BYTES} bytes")
+
+
+def process(data: bytes, options: Options) -> Result:
+    """Renditions of `data` in every format of `options`, or ImageRejected."""
+    if len(data) > options.max_bytes:
+        raise ImageRejected(
+            "too_many_bytes", f"The file is {len(data)} bytes; at most {options.max_bytes} are accepted."
+        )
+    fmt = sniff(data)
+    notes: list[str] = []
+    # The process-wide bomb check agrees with our own cap, and its warning band (between 1x
+    # and 2x the limit) is an error too; our header check runs first, so this only fires if
+    # a plugin finds a bigger frame than the header said.
+    Image.MAX_IMAGE_PIXELS = options.max_pixels
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            work, source = _decode(data, fmt, options, notes)
+    except ImageRejected:
+        raise
+    except _BAD_DATA_ERRORS as exc:
+        raise _classify(exc) from exc
+
+    # Largest first, so each smaller rendition can start from the closest bigger image.
+    order = sorted(options.renditions, key=lambda r: r.width * r.height, reverse=True)
+    images: dict[Rendition, Image.Image] = {}
+    for rendition in order:
+        base = work
+        for done, image in images.items():
+            if (
+                _crop_key(done) == _crop_key(rendition)
+                and image.size[0] >= rendition.width
+                and image.size[1] >= rendition.height
+                and image.size[0] * image.size[1] < base.size[0] * base.size[1]
+            ):
+                base = image
+        images[rendition] = _resize(base, rendition)
+
+    outputs = []
+    for rendition in options.renditions:
+        image = images[rendition]
+        for fmt_name in options.formats:
+            codec = _CODECS[fmt_name]
+            encoded = _encode(image.copy(), fmt_name, options)
+            _verify_clean(encoded, codec, image.size)
+            outputs.append(
+                Output(
+                    rendition=rendition,
+                    format=codec.name,
+                    extension=codec.extension,
+                    content_type=codec.content_type,
+                    width=image.size[0],
+                    height=image.size[1],
+                    data=encoded,
+                )
+            )
+
+    first = images[options.renditions[0]]
+    return Result(
+        outputs=tuple(outputs),
+        version=version_of(data, options),
+        source_format=fmt,
+        source_width=source[0],
+        source_height=source[1],
+        placeholder=_placeholder(first),
+        notes=tuple(notes),
+    )
