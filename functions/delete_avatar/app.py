@@ -23,6 +23,8 @@ class Settings:
     distribution_id: str = settings.env("DISTRIBUTION_ID", "")
 
     def validate(self) -> None:
+        # settings.load (at 89eeaa8) leaves an unset required field at env()'s sentinel
+        # instead of raising, so the types are checked here to keep that a cold-start error.
         for name in ("uploads_bucket", "assets_bucket"):
             if not isinstance(getattr(self, name), str):
                 raise settings.SettingsError(f"{name.upper()} is required")

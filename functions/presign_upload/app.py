@@ -26,6 +26,8 @@ class Settings:
     renditions: str = settings.env("RENDITIONS")
 
     def validate(self) -> None:
+        # settings.load (at 89eeaa8) leaves an unset required field at env()'s sentinel
+        # instead of raising, so the types are checked here to keep that a cold-start error.
         for name in ("uploads_bucket", "assets_base_url", "renditions"):
             if not isinstance(getattr(self, name), str):
                 raise settings.SettingsError(f"{name.upper()} is required")

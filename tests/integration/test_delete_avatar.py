@@ -212,3 +212,10 @@ def test_an_object_s3_refuses_to_delete_fails_the_request(
         handler(load_event("delete_avatar"), lambda_context)
     listed = aws["cloudfront"].list_invalidations(DistributionId=aws["distribution_id"])["InvalidationList"]
     assert listed["Quantity"] == 0
+
+
+def test_missing_bucket_setting_fails_the_cold_start(aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("ASSETS_BUCKET")
+
+    with pytest.raises(RuntimeError, match="ASSETS_BUCKET"):
+        load(monkeypatch, aws["distribution_id"])
