@@ -16,15 +16,30 @@ from typing import Any
 Handler = Callable[[dict[str, Any], Any], Any]
 
 
+def module_name(code_uri: str | Path, module: str = "app") -> str:
+    """The sys.modules name a function's handler module is loaded under."""
+    return f"imgpipe_fn_{Path(code_uri).name}_{module.replace('.', '_')}"
+
+
 def load_module(code_uri: str | Path, module: str = "app") -> ModuleType:
+    """Execute `<code_uri>/<module>.py` afresh (a second call re-imports it)."""
     path = Path(code_uri) / f"{module.replace('.', '/')}.py"
-    name = f"imgpipe_fn_{Path(code_uri).name}_{module.replace('.', '_')}"
+    name = module_name(code_uri, module)
     spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
+    if spec is None or spec.loader is None or not path.is_file():
         raise ImportError(f"cannot load handler module {path}")
     mod = importlib.util.module_from_spec(spec)
     sys.modules[name] = mod
-    spec.loader.exec_module(mod)
+    # Lambda runs with the CodeUri folder on sys.path, so a handler may import its siblings.
+    folder = str(Path(code_uri).resolve())
+    sys.path.insert(0, folder)
+    try:
+        spec.loader.exec_module(mod)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    finally:
+        sys.path.remove(folder)
     return mod
 
 

@@ -1,0 +1,131 @@
+"""A small threaded HTTP server shared by the local API, CDN and web page.
+
+Each server is bound first (so the stack knows its port before wiring anything, which matters
+for `port=0`) and given its application afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+log = logging.getLogger("imgpipe_local")
+
+
+@dataclass
+class Request:
+    method: str
+    path: str  # raw path, still percent-encoded
+    query: str  # raw query string, without "?"
+    headers: list[tuple[str, str]]  # as received, in order
+    body: bytes
+    client_ip: str
+    protocol: str
+
+    def header(self, name: str) -> str | None:
+        """The value of header `name` (case-insensitive); repeated headers joined with ','."""
+        values = [value for key, value in self.headers if key.lower() == name.lower()]
+        return ",".join(values) if values else None
+
+
+@dataclass
+class Response:
+    status: int
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+
+    @classmethod
+    def json(cls, status: int, payload: Any, headers: list[tuple[str, str]] | None = None) -> Response:
+        return cls(
+            status,
+            [("Content-Type", "application/json"), *(headers or [])],
+            json.dumps(payload, separators=(",", ":")).encode(),
+        )
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers:
+            if key.lower() == name.lower():
+                return value
+        return None
+
+
+class App(Protocol):
+    def handle(self, request: Request) -> Response: ...
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: LocalServer
+    # HTTP/1.0: every response closes its connection, so stopping the server leaves no
+    # keep-alive threads holding sockets.
+    protocol_version = "HTTP/1.0"
+
+    def _dispatch(self) -> None:
+        parts = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        request = Request(
+            method=self.command,
+            path=parts.path,
+            query=parts.query,
+            headers=list(self.headers.items()),
+            body=self.rfile.read(length) if length else b"",
+            client_ip=self.client_address[0],
+            protocol=self.request_version,
+        )
+        app = self.server.app
+        if app is None:
+            response = Response.json(503, {"message": "starting"})
+        else:
+            try:
+                response = app.handle(request)
+            except Exception:
+                log.exception("%s %s failed in the local server", request.method, request.path)
+                response = Response.json(500, {"message": "Internal Server Error"})
+        self.send_response(response.status)
+        for key, value in response.headers:
+            self.send_header(key, value)
+        if response.header("Content-Length") is None:
+            self.send_header("Content-Length", str(len(response.body)))
+        self.end_headers()
+        if self.command != "HEAD" and response.status not in (204, 304):
+            self.wfile.write(response.body)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _dispatch
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s %s", self.server.name, format % args)
+
+
+class LocalServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, name: str, host: str, port: int) -> None:
+        self.name = name
+        self.app: App | None = None
+        self._thread: threading.Thread | None = None
+        super().__init__((host, port), _Handler)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+    def start(self, app: App) -> None:
+        self.app = app
+        self._thread = threading.Thread(target=self.serve_forever, name=f"imgpipe-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self.shutdown()
+            self._thread.join()
+            self._thread = None
+        self.server_close()

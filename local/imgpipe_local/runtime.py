@@ -1,0 +1,163 @@
+"""Run a template function in-process, warm, the way Lambda would.
+
+Each function keeps its module loaded between invocations and is re-imported when a `.py`
+file under its CodeUri or one of its layers changes, so an edit shows up on the next request
+without a rebuild. Environment variables are process-wide, so invocations (and imports, where
+settings are read) hold one lock and run with exactly the function's environment applied.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from imgpipe_local.handlers import Handler, load_handler, module_name
+from imgpipe_local.template import Function
+
+log = logging.getLogger("imgpipe_local")
+
+# One Lambda "sandbox" at a time: os.environ is shared by every thread of the process.
+_INVOKE_LOCK = threading.RLock()
+
+
+def aws_environment(endpoint_url: str | None, region: str = "us-east-1") -> dict[str, str]:
+    """What boto3 inside a handler needs to talk to the local moto server."""
+    environment = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": region,
+        "AWS_REGION": region,
+        # No X-Ray daemon locally.
+        "POWERTOOLS_TRACE_DISABLED": "true",
+    }
+    if endpoint_url:
+        environment["AWS_ENDPOINT_URL"] = endpoint_url
+    return environment
+
+
+@dataclass
+class LambdaContext:
+    """The attributes of Lambda's context object that handlers and Powertools read."""
+
+    function_name: str
+    invoked_function_arn: str
+    memory_limit_in_mb: int
+    timeout_seconds: int
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    function_version: str = "$LATEST"
+    log_group_name: str = ""
+    log_stream_name: str = "local"
+    _deadline: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.log_group_name = self.log_group_name or f"/aws/lambda/{self.function_name}"
+        self._deadline = time.monotonic() + self.timeout_seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+@contextmanager
+def applied_environment(variables: Mapping[str, str]) -> Iterator[None]:
+    """Set `variables` in os.environ for the duration, restoring the previous values after."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _source_fingerprint(folders: tuple[Path, ...]) -> frozenset[tuple[str, int]]:
+    files = set()
+    for folder in folders:
+        for path in folder.rglob("*.py"):
+            try:
+                files.add((str(path), path.stat().st_mtime_ns))
+            except FileNotFoundError:
+                continue  # deleted between listing and stat: the next look sees it gone
+    return frozenset(files)
+
+
+class FunctionRunner:
+    """One warm function: loads on first use, reloads when its sources change."""
+
+    def __init__(self, function: Function, base_environment: Mapping[str, str]) -> None:
+        self.function = function
+        self.environment = {
+            **base_environment,
+            "AWS_LAMBDA_FUNCTION_NAME": function.name,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function.memory_size),
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            **function.environment,
+        }
+        self._folders = (function.code_uri, *function.layers)
+        self._handler: Handler | None = None
+        self._fingerprint: frozenset[tuple[str, int]] = frozenset()
+        self.invocations = 0
+        self.loads = 0
+
+    def _load(self) -> Handler:
+        fingerprint = _source_fingerprint(self._folders)
+        if self._handler is not None and fingerprint == self._fingerprint:
+            return self._handler
+        if self._handler is not None:
+            log.info("%s: source changed, reloading", self.function.logical_id)
+            self._forget_modules()
+        for layer in reversed(self.function.layers):
+            # Lambda puts layers on sys.path (/opt/python); the venv already has their packages.
+            if str(layer) not in sys.path:
+                sys.path.append(str(layer))
+        self._handler = load_handler(self.function.code_uri, self.function.handler)
+        self._fingerprint = fingerprint
+        self.loads += 1
+        return self._handler
+
+    def _forget_modules(self) -> None:
+        """Drop modules loaded from this function's folders, so the next import re-executes them."""
+        folders = tuple(str(folder) + os.sep for folder in self._folders)
+        own = module_name(self.function.code_uri, self.function.handler.rpartition(".")[0])
+        for name, module in list(sys.modules.items()):
+            path = getattr(module, "__file__", None) or ""
+            if name == own or name == "imgpipe" or name.startswith("imgpipe.") or path.startswith(folders):
+                del sys.modules[name]
+
+    def invoke(self, event: Any, context: LambdaContext | None = None) -> Any:
+        """Call the handler with `event`; exceptions propagate like a function error."""
+        context = context or LambdaContext(
+            function_name=self.function.name,
+            invoked_function_arn=self.function.arn,
+            memory_limit_in_mb=self.function.memory_size,
+            timeout_seconds=self.function.timeout,
+        )
+        with _INVOKE_LOCK, applied_environment(self.environment):
+            handler = self._load()
+            self.invocations += 1
+            return handler(event, context)
+
+
+class Runtime:
+    """The warm functions of one stack, by logical id."""
+
+    def __init__(self, functions: Mapping[str, Function], base_environment: Mapping[str, str]) -> None:
+        self.runners = {
+            logical_id: FunctionRunner(function, base_environment)
+            for logical_id, function in functions.items()
+        }
+
+    def invoke(self, logical_id: str, event: Any) -> Any:
+        return self.runners[logical_id].invoke(event)
