@@ -21,7 +21,9 @@ class SettingsError(RuntimeError):
 
 
 def env(name: str, default: Any = _MISSING) -> Any:
-    """Declare a dataclass field read from environment variable `name`."""
+    """Declare a dataclass field read from environment variable `name`; no default means required."""
+    if default is _MISSING:
+        return dataclasses.field(metadata={"env": name})
     return dataclasses.field(default=default, metadata={"env": name})
 
 
