@@ -26,7 +26,7 @@ from imgpipe_local.cdn import Cdn
 from imgpipe_local.dispatcher import Dispatcher
 from imgpipe_local.gateway import Gateway
 from imgpipe_local.httpserver import LocalServer, Request, Response
-from imgpipe_local.motoserver import MotoServer, create_cognito, enrich_s3_events, provision
+from imgpipe_local.motoserver import MotoServer, TriggerQueue, create_cognito, enrich_s3_events, provision
 from imgpipe_local.runtime import Runtime, aws_environment
 
 log = logging.getLogger("imgpipe_local")
@@ -89,6 +89,13 @@ class WebPage:
         )
 
 
+class NotFound:
+    """What a server answers when the template has nothing for it (no HTTP API, no distribution)."""
+
+    def handle(self, request: Request) -> Response:
+        return Response.json(404, {"message": "Not Found"})
+
+
 class LocalStack:
     def __init__(
         self,
@@ -119,7 +126,13 @@ class LocalStack:
         self._moto: MotoServer | None = None
         self._servers: dict[str, LocalServer] = {}
         self._dispatchers: list[Dispatcher] = []
+        self._triggers: list[TriggerQueue] = []
         self._started = False
+
+    @staticmethod
+    def free_ports() -> Ports:
+        """Ports for a stack that must not clash with `make dev` or another test run: any free ones."""
+        return Ports(0, 0, 0, 0)
 
     # ---------------------------------------------------------------- URLs
     @property
@@ -189,7 +202,7 @@ class LocalStack:
             cdn_url=self.cdn_url,
             queue_url_base=self.moto_url,
         )
-        triggers = provision(self.template, s3, sqs, self.region)
+        triggers = self._triggers = provision(self.template, s3, sqs, self.region)
         self.runtime = Runtime(self.template.functions, aws_environment(self.moto_url, self.region))
         self.outputs = dict(self.template.outputs)
         self.web_config = {
@@ -200,20 +213,21 @@ class LocalStack:
             "clientId": pool.client_id,
             "region": self.region,
         }
-        if not self.template.apis:
-            raise template_module.TemplateError("the template defines no HTTP API")
         if len(self.template.apis) > 1:
             log.warning("several HTTP APIs in the template; serving %s", self.template.apis[0].logical_id)
-        self._servers["api"].start(
-            Gateway(
+        if self.template.apis:
+            gateway = Gateway(
                 self.template.apis[0],
                 self.runtime.invoke,
                 account_id=template_module.ACCOUNT_ID,
                 region=self.region,
             )
+            self._servers["api"].start(gateway)
+        else:
+            self._servers["api"].start(NotFound())
+        self._servers["cdn"].start(
+            Cdn(self.template.cdn, s3) if self.template.cdn is not None else NotFound()
         )
-        if self.template.cdn is not None:
-            self._servers["cdn"].start(Cdn(self.template.cdn, s3))
         self._servers["web"].start(WebPage(self.web_dir, self.web_config))
         for trigger in triggers:
             function = self.template.functions[trigger.function]
@@ -272,6 +286,16 @@ class LocalStack:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"local stack still busy after {timeout} s")
             time.sleep(0.05)
+
+    def deliver_s3_event(self, event: dict[str, Any]) -> None:
+        """Queue `event` (S3 notification JSON) for the functions its bucket triggers, as S3 would."""
+        buckets = {record["s3"]["bucket"]["name"] for record in event.get("Records", [])}
+        queues = [trigger.queue_url for trigger in self._triggers if trigger.bucket in buckets]
+        if not queues:
+            raise ValueError(f"no function is triggered by bucket(s) {sorted(buckets)}")
+        sqs = self.client("sqs")
+        for queue_url in queues:
+            sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(event))
 
     def dead_letters(self) -> list[dict[str, Any]]:
         """Records in the on-failure destinations (read and left in place)."""
