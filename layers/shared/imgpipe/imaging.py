@@ -424,24 +424,23 @@ def _to_srgb(im: Image.Image, icc: bytes | None, notes: list[str]) -> Image.Imag
 
 def _decode(data: bytes, fmt: str, options: Options, notes: list[str]) -> tuple[Image.Image, tuple[int, int]]:
     im = _open_checked(data, fmt, options)
-    source = im.size
-    orientation = _orientation(im)
+    stored = im.size  # draft() changes im.size
     icc = im.info.get("icc_profile")
-    swap = orientation in _SWAPS_AXES
-
-    oriented = (im.size[1], im.size[0]) if swap else im.size
-    needed = [_needed_size(r, *oriented) for r in options.renditions]
-    need_w = max(w for w, _ in needed)
-    need_h = max(h for _, h in needed)
-    # Back to the stored (unrotated) axes, with headroom for the final Lanczos pass.
-    if swap:
-        need_w, need_h = need_h, need_w
-    want = (max(1, int(need_w * REDUCING_GAP)), max(1, int(need_h * REDUCING_GAP)))
-
     if fmt == "jpeg":
-        im.draft("RGB", want)
-    # Frame 0 only: nothing seeks further, so an animation's frame count costs nothing.
+        # JPEG's EXIF comes from its header, so the orientation is known before decoding and
+        # the reduced-scale decode can be sized in the right axes.
+        orientation = _orientation(im)
+        im.draft("RGB", _decode_size(options, stored, orientation))
+    # Frame 0 only: nothing seeks further, so an animation's frame count costs nothing. Loaded
+    # before reading EXIF for the other formats: PNG's getexif() decodes the image itself,
+    # and a decoding error must not be mistaken for a bad EXIF block.
     im.load()
+    if fmt != "jpeg":
+        orientation = _orientation(im)
+    swap = orientation in _SWAPS_AXES
+    # Reported as displayed (after orientation): that is the picture's shape for its owner.
+    displayed = (stored[1], stored[0]) if swap else stored
+    want = _decode_size(options, stored, orientation)
 
     work = _to_resizable(im)
     factor = min(work.size[0] // want[0], work.size[1] // want[1])
@@ -452,7 +451,20 @@ def _decode(data: bytes, fmt: str, options: Options, notes: list[str]) -> tuple[
     work = _to_srgb(work, icc, notes)
     if work.mode == "RGBA" and work.getchannel("A").getextrema()[0] == 255:
         work = work.convert("RGB")
-    return work, source
+    return work, displayed
+
+
+def _decode_size(options: Options, stored: tuple[int, int], orientation: int) -> tuple[int, int]:
+    """The smallest stored-axes size to decode to: enough for every rendition, with headroom
+    for the final Lanczos pass."""
+    swap = orientation in _SWAPS_AXES
+    oriented = (stored[1], stored[0]) if swap else stored
+    needed = [_needed_size(r, *oriented) for r in options.renditions]
+    need_w = max(w for w, _ in needed)
+    need_h = max(h for _, h in needed)
+    if swap:
+        need_w, need_h = need_h, need_w
+    return max(1, int(need_w * REDUCING_GAP)), max(1, int(need_h * REDUCING_GAP))
 
 
 # --- renditions -----------------------------------------------------------------------------
