@@ -348,3 +348,7 @@ def write_all(folder: Path) -> dict[str, Path]:
         paths[name] = folder / name
         paths[name].write_bytes(build())
     return paths
+
+
+def close_rgb(actual: tuple[int, ...], expected: tuple[int, ...], tolerance: int = 12) -> bool:
+    return all(abs(a - e) <= tolerance for a, e in zip(actual, expected, strict=True))

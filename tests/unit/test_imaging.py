@@ -42,8 +42,7 @@ def output(result: imaging.Result, name: str, fmt: str) -> imaging.Output:
     return match
 
 
-def close(actual: tuple[int, ...], expected: tuple[int, ...], tolerance: int = 12) -> bool:
-    return all(abs(a - e) <= tolerance for a, e in zip(actual, expected, strict=True))
+close = fx.close_rgb
 
 
 def corners(im: Image.Image) -> list[tuple[int, ...]]:
