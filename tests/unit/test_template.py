@@ -388,6 +388,7 @@ def test_function_runtime_logging_and_environment(function):
     assert props["Runtime"] == "python3.13"
     assert resolved(props["Architectures"]) == ["arm64"]
     assert props["TracingConfig"] == {"Mode": "Active"}
+    assert props["LoggingConfig"]["LogFormat"] == "JSON"
     log_group = RES[props["LoggingConfig"]["LogGroup"]["Ref"]]
     assert int(resolved(log_group["Properties"]["RetentionInDays"])) > 0
     assert CONTRACT_ENV[function] <= set(props["Environment"]["Variables"])
