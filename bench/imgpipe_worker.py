@@ -1,0 +1,32 @@
+"""imgpipe worker: `.venv/bin/python bench/imgpipe_worker.py IMAGE` — the processor's own core."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import PIL
+from imgpipe import imaging
+from imgpipe.imaging import Options, parse_renditions, process
+from worker_protocol import JPEG_QUALITY, SIZES, WEBP_QUALITY, Output, serve
+
+OPTIONS = Options(
+    renditions=parse_renditions(",".join(f"{s}x{s}:cover" for s in SIZES)),
+    formats=("jpeg", "webp"),
+    jpeg_quality=JPEG_QUALITY,
+    webp_quality=WEBP_QUALITY,
+    # The bench measures processing, not the upload cap: a 48 MP camera JPEG or a 12 MP PNG
+    # with alpha is larger than the default 10 MiB, which S3's POST policy enforces anyway.
+    max_bytes=1 << 30,
+)
+
+
+def run_once(data: bytes) -> list[Output]:
+    result = process(data, OPTIONS)
+    return [(o.rendition.name, o.format, o.width, o.height, o.data) for o in result.outputs]
+
+
+if __name__ == "__main__":
+    # Which imaging.py ran: the tree's, or the patched copy's (imgpipe+patch).
+    info = {"impl": "imgpipe", "pillow": PIL.__version__, "imaging": imaging.__file__}
+    serve(Path(sys.argv[1]), run_once, info)
