@@ -71,6 +71,18 @@ def test_exif_orientation_is_applied(fixtures: dict[str, Path], n: int) -> None:
         assert not im.getexif(), out.filename
 
 
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP"])
+def test_exif_orientation_outside_jpeg(fmt: str) -> None:
+    # PNG (eXIf chunk) and WebP carry EXIF too; their orientation is read after decoding.
+    exif = Image.Exif()
+    exif[0x0112] = 8
+    stored = fx.quadrants(120, 80).transpose(Image.Transpose.ROTATE_270)
+    result = imaging.process(fx.save(stored, fmt, exif=exif.tobytes(), lossless=True), SMALL)
+    assert (result.source_width, result.source_height) == (120, 80)
+    tl, tr, bl, br = corners(decoded(output(result, "150x150", "webp")))
+    assert [close(tl, fx.RED), close(tr, fx.GREEN), close(bl, fx.BLUE), close(br, fx.WHITE)] == [True] * 4
+
+
 def test_orientation_with_reduced_jpeg_decoding_keeps_enough_resolution(fixtures: dict[str, Path]) -> None:
     # A rotated source (stored 800x1200) and a rendition that is wider than tall: the draft
     # must be computed in the oriented axes or the output would be upscaled from too little.
@@ -328,6 +340,18 @@ def test_avif_output(fixtures: dict[str, Path]) -> None:
     assert im.getpixel((5, 32))[3] == 0
 
 
+@pytest.mark.skipif(not imaging.AVIF_AVAILABLE, reason="Pillow built without AVIF")
+def test_avif_input() -> None:
+    source = fx.save(fx.quadrants(200, 100), "AVIF", quality=90)
+    result = imaging.process(source, SMALL)
+    assert (result.source_format, result.source_width, result.source_height) == ("avif", 200, 100)
+    tl, tr, bl, br = corners(decoded(output(result, "150x150", "jpeg")))
+    assert [
+        close(px, want, 30)
+        for px, want in zip((tl, tr, bl, br), (fx.RED, fx.GREEN, fx.BLUE, fx.WHITE), strict=True)
+    ] == [True] * 4
+
+
 def test_version_depends_on_bytes_and_output_options_only(fixtures: dict[str, Path]) -> None:
     data = fixtures["progressive.jpg"].read_bytes()
     version = imaging.version_of(data, SMALL)
@@ -384,6 +408,8 @@ def test_options_validate() -> None:
         imaging.Options(formats=("png",))
     with pytest.raises(ValueError, match="rendition"):
         imaging.Options(renditions=())
+    assert imaging.Options(formats=("JPG", "webp")).formats == ("jpeg", "webp")
+    assert imaging.Options(renditions="64x64").renditions == (imaging.Rendition(64, 64, "cover"),)
     settings_like = imaging.Options.from_settings(
         renditions="512x512:cover", formats=("jpeg",), jpeg_quality=70, max_pixels=1000
     )
