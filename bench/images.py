@@ -48,6 +48,9 @@ SPECS: tuple[Spec, ...] = (
     Spec("jpeg-48mp", 8064, 6048, "jpeg"),  # a 48 MP phone main camera, just under MAX_IMAGE_PIXELS
     Spec("png-12mp-alpha", 4032, 3024, "png", alpha=True),
     Spec("webp-12mp", 4032, 3024, "webp"),
+    # The memory worst case under MAX_IMAGE_PIXELS: no reduced-scale decode exists for PNG, and
+    # four channels of 48 MP must be inflated whole.
+    Spec("png-48mp-alpha", 8064, 6048, "png", alpha=True),
 )
 
 
