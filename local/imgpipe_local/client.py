@@ -24,6 +24,7 @@ class StepFailed(Exception):
     def __init__(self, step: str, message: str, status: int | None = None) -> None:
         super().__init__(f"{step}: {message}")
         self.step = step
+        self.message = message
         self.status = status
 
 

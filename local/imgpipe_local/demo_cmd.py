@@ -1,0 +1,191 @@
+"""`imgpipe demo` (`make demo`): the whole flow once, headless, over real HTTP.
+
+Starts the local stack, signs in as the demo user, asks for an upload, posts a 12 MP
+photo to the presigned URL, waits for the renditions, fetches each through the CDN,
+prints what came back with timings, and stops. Exit 0 on success; otherwise a message
+naming the step that failed and exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import mimetypes
+import sys
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from PIL import Image
+
+from imgpipe_local import samples
+from imgpipe_local.client import Client, StepFailed, Target, renditions
+from imgpipe_local.stack import LocalStack
+
+ROOT = Path(__file__).resolve().parents[2]
+LOG_FILE = ROOT / ".imgpipe-local" / "demo.log"
+
+
+@dataclass
+class Report:
+    timings: dict[str, float] = field(default_factory=dict)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    source: dict[str, Any] = field(default_factory=dict)
+    upload_bytes: int = 0
+    step: str = "start the local stack"  # the step under way, named if anything fails
+
+    @contextmanager
+    def timed(self, step: str) -> Iterator[None]:
+        self.step = step
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[step] = time.perf_counter() - start
+
+
+def fetch_renditions(client: Client, manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """GET every rendition from the CDN and check it is what the manifest says it is."""
+    rows = []
+    for entry in renditions(manifest):
+        response = client.cdn_get(entry["stableUrl"])
+        if response.status_code != 200:
+            raise StepFailed(
+                "cdn", f"{entry['stableUrl']}: HTTP {response.status_code}", response.status_code
+            )
+        content_type = response.headers.get("Content-Type", "")
+        with Image.open(io.BytesIO(response.content)) as image:
+            size = image.size
+            actual_format = (image.format or "").lower()
+        if content_type != entry["contentType"] or size != (entry["width"], entry["height"]):
+            raise StepFailed(
+                "cdn",
+                f"{entry['stableUrl']}: served {content_type} {size[0]}x{size[1]}, "
+                f"manifest says {entry['contentType']} {entry['width']}x{entry['height']}",
+            )
+        rows.append(
+            {
+                "rendition": entry["name"],
+                "format": actual_format,
+                "size": f"{size[0]}x{size[1]}",
+                "bytes": len(response.content),
+                "content_type": content_type,
+                "cache_control": response.headers.get("Cache-Control", ""),
+            }
+        )
+    if not rows:
+        raise StepFailed("cdn", "the manifest lists no renditions")
+    return rows
+
+
+def run_flow(
+    client: Client, username: str, password: str, image: bytes, content_type: str, report: Report
+) -> None:
+    """Sign in, upload `image`, wait for it, fetch its renditions: the demo's measured flow."""
+    report.upload_bytes = len(image)
+    with report.timed("sign-in"):
+        token = client.sign_in(username, password)["AccessToken"]
+    with report.timed("key_upload"):
+        upload = client.key_upload(token, content_type)
+    if len(image) > upload.max_bytes:
+        raise StepFailed(
+            "upload", f"the image is {len(image)} bytes; the stack accepts at most {upload.max_bytes}"
+        )
+    with report.timed("upload"):
+        client.upload(upload, image, content_type)
+    with report.timed("processing"):
+        manifest = client.wait_for_avatar(upload)
+    latest = manifest["latest"]
+    if latest["state"] != "ready":
+        raise StepFailed(
+            "processing", f"upload {latest['state']}: {latest.get('reason')} - {latest.get('message')}"
+        )
+    with report.timed("CDN fetch"):
+        report.rows = fetch_renditions(client, manifest)
+    report.source = manifest["avatar"]["source"]
+
+
+def print_report(report: Report, out: TextIO) -> None:
+    src = report.source
+    print(
+        f"\nuploaded {report.upload_bytes / 1e6:.1f} MB {src.get('format')} "
+        f"{src.get('width')}x{src.get('height')}; served from the CDN:\n",
+        file=out,
+    )
+    columns = [
+        ("rendition", "rendition"),
+        ("format", "format"),
+        ("WxH", "size"),
+        ("bytes", "bytes"),
+        ("Content-Type", "content_type"),
+        ("Cache-Control", "cache_control"),
+    ]
+    widths = [max(len(title), *(len(str(row[key])) for row in report.rows)) for title, key in columns]
+    print("  ".join(title.ljust(w) for (title, _), w in zip(columns, widths, strict=True)), file=out)
+    print("  ".join("-" * w for w in widths), file=out)
+    for row in report.rows:
+        print(
+            "  ".join(str(row[key]).ljust(w) for (_, key), w in zip(columns, widths, strict=True)), file=out
+        )
+    print("\ntimings (the first request to each function includes its cold start):", file=out)
+    served = sum(report.timings[s] for s in ("upload", "processing", "CDN fetch"))
+    for step, seconds in [*report.timings.items(), ("upload → served", served)]:
+        print(f"  {step:<16} {seconds * 1000:7.0f} ms", file=out)
+
+
+def load_image(path: str | None) -> tuple[bytes, str]:
+    if path is None:
+        return samples.photo_jpeg(), "image/jpeg"
+    content_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
+    return Path(path).read_bytes(), content_type
+
+
+def main(argv: list[str] | None = None, *, out: TextIO = sys.stdout) -> int:
+    parser = argparse.ArgumentParser(prog="imgpipe demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--image", help="upload this file instead of a generated 12 MP photo")
+    parser.add_argument(
+        "--verbose", action="store_true", help="show the functions' logs instead of filing them"
+    )
+    args = parser.parse_args(argv)
+
+    report = Report()
+    LOG_FILE.parent.mkdir(exist_ok=True)
+    try:
+        with LOG_FILE.open("w") as log, contextlib.ExitStack() as quiet:
+            if not args.verbose:
+                # The functions log JSON to stdout as they do in Lambda; keep it beside the report.
+                quiet.enter_context(contextlib.redirect_stdout(log))
+            image, content_type = load_image(args.image)
+            print("starting the local stack…", file=out, flush=True)
+            with LocalStack(root=ROOT, ports=LocalStack.free_ports()) as stack:
+                client = Client(Target.from_outputs(stack.outputs, cognito_url=stack.moto_url))
+                print(f"API {client.target.api_url}  CDN {client.target.cdn_url}", file=out, flush=True)
+                run_flow(
+                    client, stack.demo_user.username, stack.demo_user.password, image, content_type, report
+                )
+                report.step = "stop the local stack"
+    except StepFailed as failure:
+        print(f"\nimgpipe demo FAILED at step {failure.step!r}: {failure.message}", file=out)
+        print_log_tail(out, args.verbose)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - the command's contract: any failure is a message and exit 1
+        print(f"\nimgpipe demo FAILED at step {report.step!r}: {type(exc).__name__}: {exc}", file=out)
+        traceback.print_exc(file=sys.stderr)
+        print_log_tail(out, args.verbose)
+        return 1
+    print_report(report, out)
+    print(f"\ndemo OK (function logs: {LOG_FILE.relative_to(ROOT)})", file=out)
+    return 0
+
+
+def print_log_tail(out: TextIO, verbose: bool, lines: int = 8) -> None:
+    if verbose or not LOG_FILE.exists():
+        return
+    tail = LOG_FILE.read_text(errors="replace").splitlines()[-lines:]
+    if tail:
+        print(f"\nlast lines of {LOG_FILE.relative_to(ROOT)}:", *tail, sep="\n  ", file=out)

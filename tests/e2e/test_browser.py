@@ -1,0 +1,146 @@
+"""The demo page in a real browser (Debian chromium through Playwright) against the stack."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from imgpipe_local import samples
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.conftest import ROOT
+from tests.e2e.conftest import E2EStack
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = ROOT / "test-artifacts"
+PROCESSING_TIMEOUT_MS = 60_000
+# The page announces each avatar state (empty, placeholder, loaded) as a DOM event; keep them in order.
+RECORD_STATES = """
+window.__avatarStates = [];
+document.addEventListener("imgpipe:avatar", (event) => window.__avatarStates.push(event.detail));
+"""
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip("chromium is not installed (make chromium)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-dev-shm-usage",
+            ],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser, stack: E2EStack) -> Iterator[Page]:
+    if stack.web_url is None:
+        pytest.skip("no web page to load: set IMGPIPE_E2E_WEB_URL to where the page is served")
+    context = browser.new_context(viewport={"width": 720, "height": 900})
+    page = context.new_page()
+    page.add_init_script(RECORD_STATES)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield page
+    context.close()
+    assert errors == [], f"uncaught errors in the page: {errors}"
+
+
+def sign_in(page: Page, stack: E2EStack) -> None:
+    page.goto(f"{stack.web_url}/")
+    # The local stack's config.json prefills the demo user; a deployed one may not.
+    page.get_by_label("Username").fill(stack.username)
+    page.get_by_label("Password").fill(stack.password)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Your avatar")).to_be_visible()
+
+
+def test_the_page_signs_in_uploads_and_shows_the_avatar(page: Page, stack: E2EStack, tmp_path: Path) -> None:
+    # Given a signed-in user on the page
+    sign_in(page, stack)
+    photo = tmp_path / "holiday.jpg"
+    photo.write_bytes(samples.photo_jpeg(1800, 2400, orientation=6))
+    page.evaluate("window.__avatarStates = []")
+
+    # When they choose a photo
+    page.locator("#file").set_input_files(photo)
+
+    # Then the avatar renders from the CDN, the placeholder having painted first
+    expect(page.locator("#avatar")).to_have_attribute("data-state", "loaded", timeout=PROCESSING_TIMEOUT_MS)
+    expect(page.locator("#message")).to_have_text("Your new avatar is live.")
+    img = page.locator("#avatar-img")
+    assert img.evaluate("img => img.complete && img.naturalWidth") > 0
+    # chromium takes the WebP source of the <picture>, from the immutable versioned URL
+    current = img.evaluate("img => img.currentSrc")
+    assert current.startswith(f"{stack.target.cdn_url}/avatars/")
+    assert "/v/" in current
+    assert current.endswith(".webp")
+    states = page.evaluate("window.__avatarStates")
+    assert states[:2] == ["placeholder", "loaded"], states
+    assert (
+        page.locator("#avatar picture")
+        .evaluate("el => el.style.backgroundImage")
+        .startswith('url("data:image/')
+    )
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / "avatar.png", full_page=True)
+
+    # And "Delete my avatar" (after the confirmation) takes it away
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete my avatar").click()
+    expect(page.locator("#message")).to_have_text("Your avatar and uploads were deleted.")
+    expect(page.locator("#avatar")).to_have_attribute("data-state", "empty")
+
+
+def test_a_text_file_named_png_is_shown_as_rejected(page: Page, stack: E2EStack, tmp_path: Path) -> None:
+    # Given a signed-in user
+    sign_in(page, stack)
+    fake = tmp_path / "cat.png"
+    fake.write_bytes(samples.not_an_image())
+
+    # When they pick a text file that only has an image's name (the browser calls it image/png)
+    page.locator("#file").set_input_files(fake)
+
+    # Then the processor's rejection reaches them as a clear message
+    message = page.get_by_role("alert")
+    expect(message).to_contain_text("Your image was rejected:", timeout=PROCESSING_TIMEOUT_MS)
+    assert page.locator("#avatar").get_attribute("aria-busy") == "false"
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / "rejected.png", full_page=True)
+
+
+def test_a_file_that_is_not_an_image_is_refused_before_uploading(
+    page: Page, stack: E2EStack, tmp_path: Path
+) -> None:
+    sign_in(page, stack)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a picture")
+    requests_made: list[str] = []
+    page.on("request", lambda request: requests_made.append(request.url))
+
+    page.locator("#file").set_input_files(notes)
+
+    expect(page.get_by_role("alert")).to_contain_text("is not an image")
+    assert not any("/avatars/key_upload" in url for url in requests_made)
+
+
+def test_a_wrong_password_is_reported(page: Page, stack: E2EStack) -> None:
+    page.goto(f"{stack.web_url}/")
+    page.get_by_label("Username").fill(stack.username)
+    page.get_by_label("Password").fill("wrong-Passw0rd!")
+    page.get_by_role("button", name="Sign in").click()
+
+    expect(page.get_by_role("alert")).to_contain_text("Sign-in refused")
+    expect(page.get_by_role("heading", name="Your avatar")).to_be_hidden()

@@ -1,0 +1,136 @@
+"""What S3 and users throw at the pipeline: repeated events, hostile files, erasure."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import pytest
+from imgpipe import keys
+from imgpipe_local import samples
+from imgpipe_local.client import Client, rendition, renditions
+from PIL import Image
+
+from tests.e2e.conftest import E2EStack, s3_event_for_latest, upload_and_wait, wait_until
+
+
+def test_a_duplicate_s3_notification_changes_nothing(
+    stack: E2EStack, client: Client, token: str, user: str
+) -> None:
+    # Given a processed upload
+    upload, manifest = upload_and_wait(
+        client, token, samples.photo_jpeg(600, 800, orientation=8), "image/jpeg"
+    )
+    stable = {
+        entry["stableUrl"]: client.cdn_get(entry["stableUrl"]).content for entry in renditions(manifest)
+    }
+    written = asset_timestamps(stack, user)
+    # S3 timestamps (and the manifest's "at") have whole seconds: let one pass so that a
+    # rewrite of identical bytes would still show.
+    time.sleep(1.1)
+
+    # When S3 delivers the very same event again (at-least-once delivery)
+    event = s3_event_for_latest(stack, user, manifest["sequencer"])
+    stack.redeliver(event)
+    stack.settle()
+
+    # Then the status doc and the served renditions are as they were, and nothing was rewritten
+    assert client.manifest(upload.manifest_url) == manifest
+    for url, data in stable.items():
+        assert client.cdn_get(url).content == data
+    assert asset_timestamps(stack, user) == written
+
+    # (Control: the same event with a newer sequencer does reach the processor and is applied.)
+    newer = manifest["sequencer"] + "1"
+    event["Records"][0]["s3"]["object"]["sequencer"] = newer
+    stack.redeliver(event)
+    wait_until(
+        lambda: client.manifest(upload.manifest_url)["sequencer"] == newer, what="the newer event applied"
+    )
+
+
+def asset_timestamps(stack: E2EStack, user: str) -> dict[str, object]:
+    listing = stack.s3.list_objects_v2(
+        Bucket=stack.outputs["AssetsBucketName"], Prefix=keys.user_prefix(user)
+    )
+    return {entry["Key"]: (entry["LastModified"], entry["ETag"]) for entry in listing.get("Contents", [])}
+
+
+@pytest.mark.parametrize(
+    ("data", "content_type", "reasons"),
+    [
+        pytest.param(
+            samples.not_an_image(), "image/jpeg", {"not_an_image", "unsupported_format"}, id="text-as-jpeg"
+        ),
+        pytest.param(samples.png_bomb(), "image/png", {"too_many_pixels"}, id="decompression-bomb-png"),
+        pytest.param(b"\xff\xd8\xff\xe0" + b"\x00" * 64, "image/jpeg", None, id="truncated-jpeg"),
+    ],
+)
+def test_a_hostile_upload_is_rejected_and_the_stack_keeps_serving(
+    stack: E2EStack,
+    client: Client,
+    token: str,
+    user: str,
+    data: bytes,
+    content_type: str,
+    reasons: set | None,
+) -> None:
+    # Given a good avatar
+    _, before = upload_and_wait(client, token, samples.photo_jpeg(400, 400, orientation=1), "image/jpeg")
+
+    # When a hostile file is uploaded in its place
+    upload, manifest = upload_and_wait(client, token, data, content_type)
+
+    # Then the status doc says rejected, with a reason and a message fit for the user,
+    latest = manifest["latest"]
+    assert latest["state"] == "rejected"
+    assert latest["message"]
+    if reasons is not None:
+        assert latest["reason"] in reasons
+    # the avatar shown is still the previous one,
+    assert manifest["avatar"] == before["avatar"]
+    assert client.cdn_get(rendition(before, "512x512")["stableUrl"]).status_code == 200
+    # the original is kept, tagged with why it was refused,
+    head = stack.s3.head_object(Bucket=stack.uploads_bucket, Key=keys.upload_key(user))
+    assert head["Metadata"].get("upload-id") == upload.upload_id
+    tags = stack.s3.get_object_tagging(
+        Bucket=stack.uploads_bucket, Key=keys.upload_key(user), VersionId=head["VersionId"]
+    )["TagSet"]
+    assert {"Key": "imgpipe-status", "Value": "rejected"} in tags
+    assert {"Key": "imgpipe-reason", "Value": latest["reason"]} in tags
+
+    # And a good upload afterwards works
+    _, after = upload_and_wait(client, token, samples.photo_jpeg(300, 300, orientation=1), "image/jpeg")
+    assert after["latest"]["state"] == "ready"
+    assert client.cdn_get(rendition(after, "128x128")["url"]).status_code == 200
+
+
+def test_delete_removes_the_avatar_and_every_original(
+    stack: E2EStack, client: Client, token: str, user: str
+) -> None:
+    # Given an avatar made from two uploads
+    upload_and_wait(client, token, samples.photo_jpeg(300, 400, orientation=1), "image/jpeg")
+    png = io.BytesIO()
+    Image.new("RGB", (300, 300), (10, 10, 200)).save(png, "PNG")
+    upload, manifest = upload_and_wait(client, token, png.getvalue(), "image/png")
+    urls = [entry["url"] for entry in renditions(manifest)] + [
+        entry["stableUrl"] for entry in renditions(manifest)
+    ]
+
+    # When the user deletes it
+    client.delete(token)
+
+    # Then the CDN no longer serves the status doc or any rendition (a deployed CloudFront
+    # drops its cached copies once the invalidation completes, hence the wait)
+    wait_until(lambda: client.manifest(upload.manifest_url) is None, what="avatar.json gone from the CDN")
+    for url in urls:
+        wait_until(
+            lambda url=url: client.cdn_get(url).status_code in (403, 404), what=f"{url} gone from the CDN"
+        )
+    # and no version of any original is left in the uploads bucket
+    versions = stack.s3.list_object_versions(Bucket=stack.uploads_bucket, Prefix=keys.user_prefix(user))
+    assert versions.get("Versions", []) == []
+    assert versions.get("DeleteMarkers", []) == []
+
+    # And deleting again is harmless
+    client.delete(token)
