@@ -78,6 +78,10 @@ class Dispatcher:
         )
         self._thread.start()
 
+    def request_stop(self) -> None:
+        """Stop polling after the current long poll; stop() waits for it."""
+        self._stop.set()
+
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:

@@ -120,7 +120,13 @@ class LocalServer(ThreadingHTTPServer):
 
     def start(self, app: App) -> None:
         self.app = app
-        self._thread = threading.Thread(target=self.serve_forever, name=f"imgpipe-{self.name}", daemon=True)
+        self._thread = threading.Thread(
+            # A short poll interval makes shutdown() return quickly.
+            target=self.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"imgpipe-{self.name}",
+            daemon=True,
+        )
         self._thread.start()
 
     def stop(self) -> None:

@@ -9,6 +9,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote_plus
 
 import boto3
 from botocore.config import Config
@@ -41,7 +42,12 @@ class MotoServer:
         return f"http://{host}:{port}"
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="imgpipe-moto", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="imgpipe-moto",
+            daemon=True,
+        )
         self._thread.start()
 
     def reset(self) -> None:
@@ -90,6 +96,8 @@ def enrich_s3_events() -> None:
             sequencer = f"{next(_sequencer):018X}"
         for record in event["Records"]:
             obj = record["s3"]["object"]
+            # S3 form-encodes the key but leaves its slashes alone; moto encodes them too.
+            obj["key"] = quote_plus(key.name, safe="/")
             if getattr(bucket, "is_versioned", False) and getattr(key, "version_id", None):
                 obj["versionId"] = key.version_id
             obj["sequencer"] = sequencer
@@ -116,9 +124,11 @@ class CognitoPool:
     issuer: str
 
 
-def create_cognito(cognito: Any, moto_url: str, region: str, username: str, password: str) -> CognitoPool:
+def create_cognito(
+    cognito: Any, moto_url: str, region: str, username: str, password: str, pool_name: str = "imgpipe"
+) -> CognitoPool:
     pool = cognito.create_user_pool(
-        PoolName="imgpipe-local",
+        PoolName=pool_name,
         Policies={"PasswordPolicy": {"MinimumLength": 8}},
         AutoVerifiedAttributes=["email"],
     )["UserPool"]

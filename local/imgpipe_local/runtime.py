@@ -82,6 +82,18 @@ def applied_environment(variables: Mapping[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
+@contextmanager
+def _on_sys_path(folders: tuple[Path, ...]) -> Iterator[None]:
+    """Lambda's import path: the CodeUri folder, then each layer (/opt/python)."""
+    added = [str(folder) for folder in folders]
+    sys.path[0:0] = added
+    try:
+        yield
+    finally:
+        for entry in added:
+            sys.path.remove(entry)
+
+
 def _source_fingerprint(folders: tuple[Path, ...]) -> frozenset[tuple[str, int]]:
     files = set()
     for folder in folders:
@@ -118,14 +130,29 @@ class FunctionRunner:
         if self._handler is not None:
             log.info("%s: source changed, reloading", self.function.logical_id)
             self._forget_modules()
-        for layer in reversed(self.function.layers):
-            # Lambda puts layers on sys.path (/opt/python); the venv already has their packages.
-            if str(layer) not in sys.path:
-                sys.path.append(str(layer))
+        self._claim_module_names()
         self._handler = load_handler(self.function.code_uri, self.function.handler)
         self._fingerprint = fingerprint
         self.loads += 1
         return self._handler
+
+    def _claim_module_names(self) -> None:
+        """Unload modules that another function or layer folder loaded under a name this one uses.
+
+        Each Lambda function has a process of its own; here they share sys.modules, so
+        two functions with a `helper.py` would otherwise both see whichever loaded first.
+        """
+        prefixes = tuple(str(folder) + os.sep for folder in self._folders)
+        names = set()
+        for folder in self._folders:
+            if folder.is_dir():
+                names |= {path.stem for path in folder.glob("*.py")}
+                names |= {path.name for path in folder.iterdir() if (path / "__init__.py").is_file()}
+        for name, module in list(sys.modules.items()):
+            if name.partition(".")[0] in names and not (getattr(module, "__file__", None) or "").startswith(
+                prefixes
+            ):
+                del sys.modules[name]
 
     def _forget_modules(self) -> None:
         """Drop modules loaded from this function's folders, so the next import re-executes them."""
@@ -144,7 +171,7 @@ class FunctionRunner:
             memory_limit_in_mb=self.function.memory_size,
             timeout_seconds=self.function.timeout,
         )
-        with _INVOKE_LOCK, applied_environment(self.environment):
+        with _INVOKE_LOCK, applied_environment(self.environment), _on_sys_path(self._folders):
             handler = self._load()
             self.invocations += 1
             return handler(event, context)

@@ -6,8 +6,9 @@
         stack.wait_idle()
 
 moto (S3, SQS, Cognito), the HTTP API, S3 -> SQS -> processor dispatch, the CDN and the web
-page, all wired from template.yaml. moto's state is process-wide, so run one stack per process
-at a time.
+page, all wired from template.yaml. moto's state is process-wide: the first stack of a process
+starts from an empty moto, and a stack started while another runs gets its own stack name
+(imgpipe-2, …), so its buckets, queues and functions do not collide with the first one's.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import mimetypes
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -35,6 +37,29 @@ ROOT = Path(__file__).resolve().parents[2]
 DEMO_USERNAME = "demo"
 # A fixed development password: printed at start, known to the web page's docs and tests.
 DEMO_PASSWORD = "Imgpipe-demo-1"  # noqa: S105
+
+
+# Stack names in use by running stacks of this process (moto's backends are shared).
+_LIVE: set[str] = set()
+_LIVE_LOCK = threading.Lock()
+
+
+def _claim_stack_name(wanted: str | None) -> tuple[str, bool]:
+    """A stack name no running stack uses, and whether this is the only stack (moto may be reset)."""
+    with _LIVE_LOCK:
+        alone = not _LIVE
+        if wanted is not None:
+            if wanted in _LIVE:
+                raise RuntimeError(f"a local stack named {wanted} is already running in this process")
+            name = wanted
+        else:
+            name = template_module.STACK_NAME
+            number = 1
+            while name in _LIVE:
+                number += 1
+                name = f"{template_module.STACK_NAME}-{number}"
+        _LIVE.add(name)
+        return name, alone
 
 
 @dataclass(frozen=True)
@@ -109,6 +134,7 @@ class LocalStack:
         demo_password: str = DEMO_PASSWORD,
         retry_delay_seconds: int = 1,
         web_dir: str | Path | None = None,
+        stack_name: str | None = None,
     ) -> None:
         self.root = Path(root).resolve()
         self.template_path = self.root / template
@@ -119,6 +145,8 @@ class LocalStack:
         self.retry_delay_seconds = retry_delay_seconds
         self.web_dir = Path(web_dir) if web_dir else self.root / "web"
         self.region = template_module.REGION
+        self.wanted_stack_name = stack_name
+        self.stack_name: str | None = None
         self.template: template_module.LocalTemplate | None = None
         self.runtime: Runtime | None = None
         self.outputs: dict[str, Any] = {}
@@ -175,9 +203,11 @@ class LocalStack:
         self._moto = MotoServer(self.host, self.ports.moto)
         for name in ("api", "cdn", "web"):
             self._servers[name] = LocalServer(name, self.host, getattr(self.ports, name))
+        self.stack_name, alone = _claim_stack_name(self.wanted_stack_name)
         enrich_s3_events()
         self._moto.start()
-        self._moto.reset()
+        if alone:
+            self._moto.reset()
         s3 = self.client("s3")
         sqs = self.client("sqs")
         pool = create_cognito(
@@ -186,6 +216,7 @@ class LocalStack:
             self.region,
             self.demo_user.username,
             self.demo_user.password,
+            pool_name=self.stack_name,
         )
         web_port = self._servers["web"].port
         parameters = {
@@ -193,6 +224,7 @@ class LocalStack:
             "UserPoolClientId": pool.client_id,
             "JwksUrl": pool.jwks_url,
             "AllowedOrigins": f"{self.web_url},http://localhost:{web_port}",
+            "AWS::StackName": self.stack_name,
             **self.extra_parameters,
         }
         self.template = template_module.load(
@@ -249,6 +281,8 @@ class LocalStack:
 
     def stop(self) -> None:
         for dispatcher in self._dispatchers:
+            dispatcher.request_stop()  # all at once: each may be in a 1 s long poll
+        for dispatcher in self._dispatchers:
             dispatcher.stop()
         self._dispatchers.clear()
         for server in self._servers.values():
@@ -257,6 +291,10 @@ class LocalStack:
         if self._moto is not None:
             self._moto.stop()
             self._moto = None
+        if self.stack_name is not None:
+            with _LIVE_LOCK:
+                _LIVE.discard(self.stack_name)
+            self.stack_name = None
         self._started = False
 
     # ---------------------------------------------------------------- helpers for callers

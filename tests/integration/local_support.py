@@ -171,3 +171,74 @@ def serve_api(
         yield ServedApi(url=server.url, runtime=runtime, template=loaded)
     finally:
         server.stop()
+
+
+TRIGGER_TEMPLATE = """\
+AWSTemplateFormatVersion: "2010-09-09"
+Transform: AWS::Serverless-2016-10-31
+Parameters:
+  RecordDir:
+    Type: String
+Resources:
+  Inbox:
+    Type: AWS::S3::Bucket
+    Properties:
+      BucketName: !Sub "${AWS::StackName}-inbox"
+      VersioningConfiguration:
+        Status: Enabled
+  Recorder:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: recorder
+      Handler: app.lambda_handler
+      Runtime: python3.13
+      Environment:
+        Variables:
+          RECORD_DIR: !Ref RecordDir
+      EventInvokeConfig:
+        MaximumRetryAttempts: 1
+        DestinationConfig:
+          OnFailure:
+            Type: SQS
+            Destination: !GetAtt Failures.Arn
+      Events:
+        Upload:
+          Type: S3
+          Properties:
+            Bucket: !Ref Inbox
+            Events: s3:ObjectCreated:*
+            Filter:
+              S3Key:
+                Rules:
+                  - Name: prefix
+                    Value: incoming/
+  Failures:
+    Type: AWS::SQS::Queue
+"""
+
+# Records every event it gets (one file per invocation) and fails for keys containing "fail".
+RECORDER_HANDLER = """\
+import json
+import os
+import uuid
+
+import boto3
+
+
+def lambda_handler(event, context):
+    key = event["Records"][0]["s3"]["object"]["key"]
+    record = {"event": event, "endpoint": os.environ.get("AWS_ENDPOINT_URL")}
+    if key.endswith("read-back"):
+        bucket = event["Records"][0]["s3"]["bucket"]["name"]
+        record["body"] = boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+    with open(os.path.join(os.environ["RECORD_DIR"], f"{uuid.uuid4()}.json"), "w") as out:
+        json.dump(record, out)
+    if "fail" in key:
+        raise RuntimeError(f"cannot process {key}")
+"""
+
+
+def recorded(folder: Path) -> list[dict]:
+    import json
+
+    return [json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))]
