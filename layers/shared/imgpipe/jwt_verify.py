@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import http.client
 import json
 import logging
 import math
@@ -200,17 +201,15 @@ def fetch_jwks(url: str, timeout: float, max_bytes: int) -> bytes:
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
             return _read_bounded(response, time.monotonic() + timeout, max_bytes)
-    except (urllib.error.URLError, OSError, ValueError) as error:
-        # HTTPError (a URLError) covers non-2xx; TimeoutError and connection errors are OSErrors.
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as error:
+        # HTTPError (a URLError) covers non-2xx; TimeoutError and connection errors are OSErrors;
+        # a body cut short or a reply that is not HTTP are HTTPExceptions.
         raise JwksUnavailable(f"JWKS fetch failed: {error}") from None
 
 
 def _read_bounded(response: Any, deadline: float, max_bytes: int) -> bytes:
     if response.status != 200:
         raise JwksUnavailable(f"JWKS answered HTTP {response.status}")
-    declared = response.headers.get("Content-Length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise JwksUnavailable(f"JWKS is larger than {max_bytes} bytes")
     body = bytearray()
     while chunk := response.read1(16384):
         body += chunk
@@ -218,6 +217,9 @@ def _read_bounded(response: Any, deadline: float, max_bytes: int) -> bytes:
             raise JwksUnavailable(f"JWKS is larger than {max_bytes} bytes")
         if time.monotonic() > deadline:
             raise JwksUnavailable("JWKS did not arrive in time")
+    # read1() reports a connection closed early as the end of the body; the framing says otherwise.
+    if response.length:
+        raise JwksUnavailable("JWKS response was cut short")
     return bytes(body)
 
 
