@@ -15,7 +15,7 @@ async function loadConfig() {
   if (!response.ok) throw new Error(`config.json: HTTP ${response.status}`);
   const raw = await response.json();
   const userPoolId = raw.userPoolId || raw.UserPoolId || "";
-  const region = raw.region || userPoolId.split("_")[0] || "us-east-1";
+  const region = raw.region || raw.Region || userPoolId.split("_")[0];
   const config = {
     apiUrl: trimSlash(raw.apiUrl || raw.ApiUrl),
     cdnUrl: trimSlash(raw.cdnUrl || raw.CdnUrl),
@@ -25,7 +25,7 @@ async function loadConfig() {
     region,
     demoUser: raw.demoUser || null,
   };
-  for (const key of ["apiUrl", "cdnUrl", "clientId"]) {
+  for (const key of ["apiUrl", "cdnUrl", "clientId", "region"]) {
     if (!config[key]) throw new Error(`config.json has no ${key}`);
   }
   return config;

@@ -41,7 +41,7 @@ class Target:
     def from_outputs(cls, outputs: Mapping[str, str], cognito_url: str | None = None) -> Target:
         """From CloudFormation-style outputs; Cognito's endpoint follows from the pool's region."""
         if cognito_url is None:
-            region = outputs["UserPoolId"].split("_", 1)[0]
+            region = outputs.get("Region") or outputs["UserPoolId"].split("_", 1)[0]
             cognito_url = f"https://cognito-idp.{region}.amazonaws.com/"
         return cls(
             api_url=outputs["ApiUrl"].rstrip("/"),

@@ -19,6 +19,7 @@ from typing import Any
 import boto3
 import jwt
 import pytest
+import requests
 from imgpipe import keys
 from imgpipe_local.client import Client, Target, Upload
 
@@ -28,6 +29,8 @@ DEFAULT_ORIGIN = "http://localhost:8000"
 # A deployed CloudFront drops deleted objects only once its invalidation completes.
 DEPLOYED_SETTLE_SECONDS = 10
 WAIT_SECONDS = 90
+# CloudFront invalidations take minutes to complete.
+GONE_SECONDS = 300
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -94,6 +97,20 @@ def upload_and_wait(
     return upload, client.wait_for_avatar(upload, timeout=WAIT_SECONDS)
 
 
+def served_at_stable_url(client: Client, entry: dict[str, Any]) -> requests.Response:
+    """The stable URL's response once it serves the same bytes as `entry`'s versioned URL: a
+    deployed CloudFront may keep the previous copy for the stable URL's short max-age."""
+    expected = client.cdn_get(entry["url"]).content
+    latest: list[requests.Response] = []
+
+    def current() -> bool:
+        latest[:] = [client.cdn_get(entry["stableUrl"])]
+        return latest[0].status_code == 200 and latest[0].content == expected
+
+    wait_until(current, what=f"{entry['stableUrl']} to serve version {entry['url']}")
+    return latest[0]
+
+
 def wait_until(condition: Callable[[], bool], *, what: str, timeout: float = WAIT_SECONDS) -> None:
     deadline = time.monotonic() + timeout
     delay = 0.05
@@ -136,7 +153,7 @@ def _local() -> Iterator[E2EStack]:
 def _deployed(name: str) -> E2EStack:
     description = boto3.client("cloudformation").describe_stacks(StackName=name)["Stacks"][0]
     outputs = {o["OutputKey"]: o["OutputValue"] for o in description.get("Outputs", [])}
-    region = outputs["UserPoolId"].split("_", 1)[0]
+    region = outputs.get("Region") or outputs["UserPoolId"].split("_", 1)[0]
     lambda_client = boto3.client("lambda", region_name=region)
 
     def redeliver(event: dict[str, Any]) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from imgpipe_local import samples
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Request, expect, sync_playwright
 
 from tests.conftest import ROOT
 from tests.e2e.conftest import E2EStack
@@ -144,3 +144,84 @@ def test_a_wrong_password_is_reported(page: Page, stack: E2EStack) -> None:
 
     expect(page.get_by_role("alert")).to_contain_text("Sign-in refused")
     expect(page.get_by_role("heading", name="Your avatar")).to_be_hidden()
+
+
+def is_s3_upload(request: Request) -> bool:
+    return request.method == "POST" and request.headers.get("content-type", "").startswith(
+        "multipart/form-data"
+    )
+
+
+def choose_photo(page: Page, tmp_path: Path) -> None:
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(samples.photo_jpeg(400, 300, orientation=1))
+    page.locator("#file").set_input_files(photo)
+
+
+def test_a_file_over_the_limit_is_refused_before_uploading(
+    page: Page, stack: E2EStack, tmp_path: Path
+) -> None:
+    sign_in(page, stack)
+    uploads: list[str] = []
+    page.on("request", lambda request: uploads.append(request.url) if is_s3_upload(request) else None)
+    big = tmp_path / "huge.jpg"
+    with big.open("wb") as out:  # larger than MaxUploadBytes may ever be set (50 MiB)
+        out.truncate(50 * 1024 * 1024 + 1)
+
+    page.locator("#file").set_input_files(big)
+
+    expect(page.get_by_role("alert")).to_contain_text("That file is too big")
+    assert uploads == []
+
+
+def test_s3_refusing_an_oversized_body_is_reported_as_too_big(
+    page: Page, stack: E2EStack, tmp_path: Path
+) -> None:
+    # moto does not enforce content-length-range, so S3's answer to an oversized POST is played back here.
+    sign_in(page, stack)
+    page.route(
+        "**/*",
+        lambda route: (
+            route.fulfill(status=400, content_type="application/xml", body=ENTITY_TOO_LARGE)
+            if is_s3_upload(route.request)
+            else route.fallback()
+        ),
+    )
+
+    choose_photo(page, tmp_path)
+
+    expect(page.get_by_role("alert")).to_contain_text("That file is too big: the limit is")
+
+
+def test_a_denied_request_is_reported(page: Page, stack: E2EStack, tmp_path: Path) -> None:
+    # The API itself answers: only the token on the way is swapped for a forged one.
+    sign_in(page, stack)
+    page.route(
+        f"{stack.target.api_url}/avatars/key_upload",
+        lambda route: (
+            route.continue_(headers={**route.request.headers, "authorization": "Bearer forged.token.x"})
+            if route.request.method == "POST"
+            else route.fallback()
+        ),
+    )
+
+    choose_photo(page, tmp_path)
+
+    expect(page.get_by_role("alert")).to_contain_text("Access denied (403)")
+
+
+def test_a_network_failure_during_the_upload_is_reported(page: Page, stack: E2EStack, tmp_path: Path) -> None:
+    sign_in(page, stack)
+    page.route("**/*", lambda route: route.abort() if is_s3_upload(route.request) else route.fallback())
+
+    choose_photo(page, tmp_path)
+
+    expect(page.get_by_role("alert")).to_contain_text("The upload failed")
+    expect(page.locator("#file")).to_be_enabled()
+
+
+ENTITY_TOO_LARGE = (
+    '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>EntityTooLarge</Code>'
+    "<Message>Your proposed upload exceeds the maximum allowed size</Message>"
+    "<ProposedSize>10485761</ProposedSize><MaxSizeAllowed>10485760</MaxSizeAllowed></Error>"
+)

@@ -11,7 +11,7 @@ from imgpipe_local import samples
 from imgpipe_local.client import Client, rendition, renditions
 from PIL import Image
 
-from tests.e2e.conftest import E2EStack, s3_event_for_latest, upload_and_wait, wait_until
+from tests.e2e.conftest import GONE_SECONDS, E2EStack, s3_event_for_latest, upload_and_wait, wait_until
 
 
 def test_a_duplicate_s3_notification_changes_nothing(
@@ -122,10 +122,16 @@ def test_delete_removes_the_avatar_and_every_original(
 
     # Then the CDN no longer serves the status doc or any rendition (a deployed CloudFront
     # drops its cached copies once the invalidation completes, hence the wait)
-    wait_until(lambda: client.manifest(upload.manifest_url) is None, what="avatar.json gone from the CDN")
+    wait_until(
+        lambda: client.manifest(upload.manifest_url) is None,
+        what="avatar.json gone from the CDN",
+        timeout=GONE_SECONDS,
+    )
     for url in urls:
         wait_until(
-            lambda url=url: client.cdn_get(url).status_code in (403, 404), what=f"{url} gone from the CDN"
+            lambda url=url: client.cdn_get(url).status_code in (403, 404),
+            what=f"{url} gone from the CDN",
+            timeout=GONE_SECONDS,
         )
     # and no version of any original is left in the uploads bucket
     versions = stack.s3.list_object_versions(Bucket=stack.uploads_bucket, Prefix=keys.user_prefix(user))
