@@ -1,0 +1,267 @@
+"""functions/authorizer through its real handler: events/ samples, fresh tokens, a JWKS on 127.0.0.1.
+
+The allow sample carries a placeholder token (a real one expires); each test signs a fresh token
+and puts it where API Gateway does: the authorization header and identitySource.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from imgpipe.settings import SettingsError
+from imgpipe_local.handlers import Handler, load_handler
+
+from tests.conftest import FUNCTIONS, load_event
+from tests.jwt_support import (
+    CLIENT_ID,
+    POOL_ID,
+    SUB,
+    USERNAME,
+    JwksServer,
+    access_claims,
+    id_claims,
+    rsa_key,
+)
+
+KEY = rsa_key("integration-key")
+PLACEHOLDER = "REPLACE_WITH_A_FRESH_ACCESS_TOKEN"
+DENY = {"isAuthorized": False}
+
+
+def fresh(claims: dict[str, Any]) -> dict[str, Any]:
+    now = int(time.time())
+    return {**claims, "auth_time": now - 60, "iat": now - 60, "exp": now + 3600}
+
+
+def with_token(
+    event: dict[str, Any], token: str, *, header: str = "authorization", scheme: str = "Bearer"
+) -> dict:
+    event = json.loads(json.dumps(event))
+    value = f"{scheme} {token}"
+    event["headers"].pop("authorization", None)
+    event["headers"][header] = value
+    event["identitySource"] = [value]
+    return event
+
+
+@pytest.fixture
+def jwks() -> Iterator[JwksServer]:
+    with JwksServer(keys=[KEY.jwk()]) as server:
+        yield server
+
+
+@pytest.fixture
+def environment(monkeypatch: pytest.MonkeyPatch, jwks: JwksServer) -> None:
+    # Set before the handler is loaded: settings are read at import, as at a cold start.
+    for name, value in {
+        "USER_POOL_ID": POOL_ID,
+        "USER_POOL_CLIENT_ID": CLIENT_ID,
+        "JWKS_URL": jwks.url,
+        "AWS_REGION": "us-east-1",
+        "POWERTOOLS_SERVICE_NAME": "imgpipe",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+    }.items():
+        monkeypatch.setenv(name, value)
+    for name in ("JWT_ISSUER", "TOKEN_USE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+class Logs:
+    """The handler's JSON log lines, as Lambda would ship them."""
+
+    def __init__(self, stream: io.StringIO) -> None:
+        self.stream = stream
+
+    @property
+    def text(self) -> str:
+        return self.stream.getvalue()
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.text.splitlines() if line.strip()]
+
+    def reasons(self) -> list[str]:
+        return [record["reason"] for record in self.records if "reason" in record]
+
+
+@pytest.fixture
+def authorizer(environment: None) -> Iterator[tuple[Handler, Logs]]:
+    handler = load_handler(FUNCTIONS / "authorizer")
+    logger = sys.modules[handler.__module__].logger
+    stream = io.StringIO()
+    capture = logging.StreamHandler(stream)
+    capture.setFormatter(logger.registered_formatter)
+    logger.addHandler(capture)
+    yield handler, Logs(stream)
+    logger.removeHandler(capture)
+
+
+def test_valid_access_token_is_allowed_with_sub_and_username(
+    authorizer: tuple[Handler, Logs], jwks: JwksServer, lambda_context: Any
+) -> None:
+    handler, _logs = authorizer
+    event = with_token(load_event("authorizer_allow"), KEY.sign(fresh(access_claims())))
+
+    response = handler(event, lambda_context)
+
+    assert response == {"isAuthorized": True, "context": {"sub": SUB, "username": USERNAME}}
+    assert json.loads(json.dumps(response)) == response
+
+
+def test_warm_invocations_reuse_the_keys(
+    authorizer: tuple[Handler, Logs], jwks: JwksServer, lambda_context: Any
+) -> None:
+    handler, _logs = authorizer
+
+    for _ in range(5):
+        event = with_token(load_event("authorizer_allow"), KEY.sign(fresh(access_claims())))
+        assert handler(event, lambda_context)["isAuthorized"] is True
+
+    assert jwks.requests == 1
+
+
+def test_id_tokens_when_configured_take_cognito_username(
+    monkeypatch: pytest.MonkeyPatch, environment: None, lambda_context: Any
+) -> None:
+    monkeypatch.setenv("TOKEN_USE", "id")
+    handler = load_handler(FUNCTIONS / "authorizer")
+    event = with_token(load_event("authorizer_allow"), KEY.sign(fresh(id_claims())))
+
+    assert handler(event, lambda_context) == {
+        "isAuthorized": True,
+        "context": {"sub": SUB, "username": USERNAME},
+    }
+
+
+@pytest.mark.parametrize(
+    ("header", "scheme"),
+    [("Authorization", "Bearer"), ("AUTHORIZATION", "bearer"), ("authorization", "BEARER  ")],
+)
+def test_header_name_and_scheme_are_case_insensitive(
+    authorizer: tuple[Handler, Logs], lambda_context: Any, header: str, scheme: str
+) -> None:
+    handler, _logs = authorizer
+    token = KEY.sign(fresh(access_claims()))
+    event = with_token(load_event("authorizer_allow"), token + "  ", header=header, scheme=scheme)
+
+    assert handler(event, lambda_context)["isAuthorized"] is True
+
+
+def test_placeholder_token_in_the_sample_is_denied(
+    authorizer: tuple[Handler, Logs], lambda_context: Any
+) -> None:
+    handler, logs = authorizer
+    event = load_event("authorizer_allow")
+    assert PLACEHOLDER in event["headers"]["authorization"]
+
+    assert handler(event, lambda_context) == DENY
+    assert logs.reasons() == ["malformed"]
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("authorizer_deny_missing_token", "missing_token"),
+        ("authorizer_deny_not_bearer", "not_bearer"),
+        ("authorizer_deny_malformed_token", "malformed"),
+        # alg none with the empty signature such tokens carry fails the shape check first.
+        ("authorizer_deny_alg_none", "malformed"),
+    ],
+)
+def test_deny_samples_are_denied_with_their_reason(
+    authorizer: tuple[Handler, Logs], jwks: JwksServer, lambda_context: Any, name: str, reason: str
+) -> None:
+    handler, logs = authorizer
+
+    assert handler(load_event(name), lambda_context) == DENY
+    assert logs.reasons() == [reason]
+    assert jwks.requests == 0  # none of these is worth a key lookup
+
+
+@pytest.mark.parametrize(
+    ("claims", "reason"),
+    [
+        ({"exp": int(time.time()) - 3600}, "expired"),
+        ({"iss": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Other1"}, "wrong_issuer"),
+        ({"client_id": "another-client"}, "wrong_client"),
+        ({"token_use": "id"}, "wrong_token_use"),
+    ],
+)
+def test_rejected_tokens_are_logged_by_reason_never_by_value(
+    authorizer: tuple[Handler, Logs], lambda_context: Any, claims: dict[str, Any], reason: str
+) -> None:
+    handler, logs = authorizer
+    token = KEY.sign({**fresh(access_claims()), **claims})
+
+    assert handler(with_token(load_event("authorizer_allow"), token), lambda_context) == DENY
+    assert logs.reasons() == [reason]
+    for part in token.split("."):
+        assert part not in logs.text
+
+
+def test_forged_signature_is_denied(authorizer: tuple[Handler, Logs], lambda_context: Any) -> None:
+    handler, logs = authorizer
+    forged = rsa_key("forger").sign(fresh(access_claims()), kid=KEY.kid)
+
+    assert handler(with_token(load_event("authorizer_allow"), forged), lambda_context) == DENY
+    assert logs.reasons() == ["bad_signature"]
+
+
+def test_jwks_outage_is_a_deny_not_an_error(
+    authorizer: tuple[Handler, Logs], jwks: JwksServer, lambda_context: Any
+) -> None:
+    handler, logs = authorizer
+    jwks.mode = "error"
+
+    assert (
+        handler(with_token(load_event("authorizer_allow"), KEY.sign(fresh(access_claims()))), lambda_context)
+        == DENY
+    )
+    assert logs.reasons() == ["jwks_unavailable"]
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        pytest.param({"headers": ["not", "a", "map"]}, id="headers-not-a-map"),
+        pytest.param({"headers": {"authorization": ["Bearer", "x"]}}, id="header-not-a-string"),
+    ],
+)
+def test_unexpected_failure_is_logged_and_denied_never_raised(
+    authorizer: tuple[Handler, Logs], lambda_context: Any, event: dict[str, Any]
+) -> None:
+    handler, logs = authorizer
+
+    assert handler(event, lambda_context) == DENY
+    assert logs.reasons() == ["internal_error"]
+    assert "Traceback" in logs.text or any("exception" in record for record in logs.records)
+
+
+def test_event_without_headers_is_a_missing_token(
+    authorizer: tuple[Handler, Logs], lambda_context: Any
+) -> None:
+    handler, logs = authorizer
+
+    assert handler({}, lambda_context) == DENY
+    assert logs.reasons() == ["missing_token"]
+
+
+@pytest.mark.parametrize(
+    ("unset", "named"),
+    [(("USER_POOL_ID", "JWT_ISSUER"), "USER_POOL_ID"), (("USER_POOL_CLIENT_ID",), "USER_POOL_CLIENT_ID")],
+)
+def test_cold_start_fails_clearly_without_trust_settings(
+    monkeypatch: pytest.MonkeyPatch, environment: None, unset: tuple[str, ...], named: str
+) -> None:
+    for name in unset:
+        monkeypatch.delenv(name, raising=False)
+
+    with pytest.raises(SettingsError, match=named):
+        load_handler(FUNCTIONS / "authorizer")
