@@ -271,7 +271,36 @@ def test_pixel_cap_comes_from_the_header(fixtures: dict[str, Path]) -> None:
     with pytest.raises(imaging.ImageRejected) as caught:
         imaging.process(image, tiny_cap)
     assert caught.value.reason == "too_many_pixels"
-    assert tiny_cap.max_pixels == Image.MAX_IMAGE_PIXELS  # Pillow's own check agrees
+
+
+def test_pillow_bomb_check_uses_the_cap_while_decoding_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a plugin that trusts its header less than we do: the decompression-bomb warning
+    # Pillow raises inside the decode step must become a rejection, not a log line.
+    seen = []
+    real_decode = imaging._decode
+
+    def decode_with_warning(data: bytes, fmt: str, options: imaging.Options) -> object:
+        seen.append(Image.MAX_IMAGE_PIXELS)
+        Image._decompression_bomb_check((options.max_pixels + 1, 1))
+        return real_decode(data, fmt, options)
+
+    monkeypatch.setattr(imaging, "_decode", decode_with_warning)
+    before = Image.MAX_IMAGE_PIXELS
+    with pytest.raises(imaging.ImageRejected) as caught:
+        imaging.process(fx.wrong_extension(), imaging.Options(max_pixels=1_000_000))
+    assert caught.value.reason == "too_many_pixels"
+    assert seen == [1_000_000]
+    assert before == Image.MAX_IMAGE_PIXELS  # restored for everyone else
+
+
+def test_webp_pixels_count_double() -> None:
+    # libwebp's decode needs about twice the memory per pixel of the other decoders.
+    options = imaging.Options(max_pixels=15_000)
+    square = fx.quadrants(100, 100)
+    assert imaging.process(fx.save(square, "PNG"), options).source_format == "png"
+    with pytest.raises(imaging.ImageRejected) as caught:
+        imaging.process(fx.save(square, "WEBP"), options)
+    assert caught.value.reason == "too_many_pixels"
 
 
 def test_side_cap_rejects_strips_under_the_pixel_cap() -> None:
