@@ -459,3 +459,24 @@ def test_outputs_give_clients_and_e2e_tests_what_they_need():
         assert outputs.get(name), name
     assert outputs["UploadsBucketName"] == UPLOADS
     assert outputs["UserPoolId"] == PARAMETERS["UserPoolId"]
+
+
+def rules_hold(overrides: dict[str, Any]) -> bool:
+    """CloudFormation's Rules section, evaluated as CloudFormation does before creating anything."""
+    cfn, resolver = _build(overrides)
+    for rule in cfn["Rules"].values():
+        if "RuleCondition" in rule and not resolver.resolve(rule["RuleCondition"]):
+            continue
+        if not all(resolver.resolve(a["Assert"]) for a in rule["Assertions"]):
+            return False
+    return True
+
+
+def test_rules_refuse_a_stack_that_trusts_no_issuer_or_half_a_custom_domain():
+    assert rules_hold({})
+    assert rules_hold({"UserPoolId": "", "JwtIssuer": "https://issuer.example.com"})
+    assert not rules_hold({"UserPoolId": "", "JwtIssuer": ""})
+    assert not rules_hold({"CdnDomainName": "img.example.com"})
+    arn = "arn:aws:acm:us-east-1:111122223333:certificate/0a1b2c3d-1111-2222-3333-444455556666"
+    assert not rules_hold({"CdnCertificateArn": arn})
+    assert rules_hold({"CdnDomainName": "img.example.com", "CdnCertificateArn": arn})
