@@ -62,6 +62,12 @@ def _claim_stack_name(wanted: str | None) -> tuple[str, bool]:
         return name, alone
 
 
+def running_stacks() -> frozenset[str]:
+    """Names of the stacks running in this process (sharing its moto backends)."""
+    with _LIVE_LOCK:
+        return frozenset(_LIVE)
+
+
 @dataclass(frozen=True)
 class Ports:
     moto: int = 5100

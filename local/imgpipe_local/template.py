@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,9 @@ import boto3
 import yaml
 from samtranslator.parser.parser import Parser
 from samtranslator.translator.translator import Translator
+
+# The translator warns about its own unpublished usage metrics on every run.
+logging.getLogger("samtranslator.metrics.metrics").setLevel(logging.ERROR)
 
 STACK_NAME = "imgpipe"
 ACCOUNT_ID = "123456789012"

@@ -11,6 +11,10 @@ from imgpipe_local.stack import LocalStack
 from tests.integration.local_support import RECORDER_HANDLER, TRIGGER_TEMPLATE, recorded, write_project
 
 
+def inbox(stack: LocalStack) -> str:
+    return f"{stack.stack_name}-inbox"
+
+
 @pytest.fixture
 def records(tmp_path: Path) -> Path:
     folder = tmp_path / "records"
@@ -29,7 +33,7 @@ def stack(tmp_path: Path, records: Path) -> Iterator[LocalStack]:
 
 def test_an_upload_reaches_the_function_as_an_s3_event(stack: LocalStack, records: Path) -> None:
     s3 = stack.client("s3")
-    put = s3.put_object(Bucket="imgpipe-inbox", Key="incoming/a b+c.txt", Body=b"hi")
+    put = s3.put_object(Bucket=inbox(stack), Key="incoming/a b+c.txt", Body=b"hi")
 
     stack.wait_idle(timeout=30)
 
@@ -37,7 +41,7 @@ def test_an_upload_reaches_the_function_as_an_s3_event(stack: LocalStack, record
     (event_record,) = record["event"]["Records"]
     assert event_record["eventSource"] == "aws:s3"
     assert event_record["eventName"] == "ObjectCreated:Put"
-    assert event_record["s3"]["bucket"]["name"] == "imgpipe-inbox"
+    assert event_record["s3"]["bucket"]["name"] == inbox(stack)
     # Keys arrive URL-encoded, as S3 sends them.
     assert event_record["s3"]["object"]["key"] == "incoming/a+b%2Bc.txt"
     assert event_record["s3"]["object"]["versionId"] == put["VersionId"]
@@ -48,7 +52,7 @@ def test_an_upload_reaches_the_function_as_an_s3_event(stack: LocalStack, record
 def test_sequencers_increase_from_one_event_to_the_next(stack: LocalStack, records: Path) -> None:
     s3 = stack.client("s3")
     for body in (b"1", b"2", b"3"):
-        s3.put_object(Bucket="imgpipe-inbox", Key="incoming/same", Body=body)
+        s3.put_object(Bucket=inbox(stack), Key="incoming/same", Body=body)
     stack.wait_idle(timeout=30)
 
     sequencers = [r["event"]["Records"][0]["s3"]["object"]["sequencer"] for r in recorded(records)]
@@ -58,7 +62,7 @@ def test_sequencers_increase_from_one_event_to_the_next(stack: LocalStack, recor
 
 
 def test_boto3_in_the_handler_talks_to_the_local_s3(stack: LocalStack, records: Path) -> None:
-    stack.client("s3").put_object(Bucket="imgpipe-inbox", Key="incoming/read-back", Body=b"payload")
+    stack.client("s3").put_object(Bucket=inbox(stack), Key="incoming/read-back", Body=b"payload")
 
     stack.wait_idle(timeout=30)
 
@@ -67,7 +71,7 @@ def test_boto3_in_the_handler_talks_to_the_local_s3(stack: LocalStack, records: 
 
 
 def test_keys_outside_the_filter_trigger_nothing(stack: LocalStack, records: Path) -> None:
-    stack.client("s3").put_object(Bucket="imgpipe-inbox", Key="elsewhere/a.txt", Body=b"hi")
+    stack.client("s3").put_object(Bucket=inbox(stack), Key="elsewhere/a.txt", Body=b"hi")
 
     stack.wait_idle(timeout=30)
 
@@ -77,7 +81,7 @@ def test_keys_outside_the_filter_trigger_nothing(stack: LocalStack, records: Pat
 def test_a_failing_event_is_retried_then_sent_to_the_dead_letter_queue(
     stack: LocalStack, records: Path
 ) -> None:
-    stack.client("s3").put_object(Bucket="imgpipe-inbox", Key="incoming/fail.txt", Body=b"x")
+    stack.client("s3").put_object(Bucket=inbox(stack), Key="incoming/fail.txt", Body=b"x")
 
     stack.wait_idle(timeout=30)
 
@@ -86,14 +90,14 @@ def test_a_failing_event_is_retried_then_sent_to_the_dead_letter_queue(
     (dead,) = stack.dead_letters()
     assert dead["requestContext"]["condition"] == "RetriesExhausted"
     assert dead["requestContext"]["approximateInvokeCount"] == 2
-    assert dead["requestContext"]["functionArn"].endswith(":function:imgpipe-Recorder:$LATEST")
+    assert dead["requestContext"]["functionArn"].endswith(f":function:{stack.stack_name}-Recorder:$LATEST")
     assert dead["requestPayload"]["Records"][0]["s3"]["object"]["key"] == "incoming/fail.txt"
     assert dead["responsePayload"]["errorType"] == "RuntimeError"
     assert dead["responsePayload"]["errorMessage"] == "cannot process incoming/fail.txt"
 
 
 def test_a_redelivered_event_reaches_the_function_again(stack: LocalStack, records: Path) -> None:
-    stack.client("s3").put_object(Bucket="imgpipe-inbox", Key="incoming/once", Body=b"x")
+    stack.client("s3").put_object(Bucket=inbox(stack), Key="incoming/once", Body=b"x")
     stack.wait_idle(timeout=30)
     (first,) = recorded(records)
 
