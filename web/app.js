@@ -259,6 +259,7 @@ async function onSignIn(event) {
     $("who").textContent = claims.username || $("username").value;
     $("signin").hidden = true;
     $("profile").hidden = false;
+    $("profile-title").focus();
     show("");
     await showCurrentAvatar();
   } catch (error) {
@@ -274,6 +275,7 @@ function onSignOut() {
   clearAvatar();
   $("profile").hidden = true;
   $("signin").hidden = false;
+  $("username").focus();
   show("Signed out.");
 }
 

@@ -18,6 +18,8 @@ pytestmark = pytest.mark.browser
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts"
 PROCESSING_TIMEOUT_MS = 60_000
+# The machine running the suite may be busy; a slow answer is not what these tests judge.
+expect.set_options(timeout=20_000)
 # The page announces each avatar state (empty, placeholder, loaded) as a DOM event; keep them in order.
 RECORD_STATES = """
 window.__avatarStates = [];
@@ -96,6 +98,11 @@ def test_the_page_signs_in_uploads_and_shows_the_avatar(page: Page, stack: E2ESt
 
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=ARTIFACTS / "avatar.png", full_page=True)
+
+    # And signing in again later shows it straight away
+    sign_in(page, stack)
+    expect(page.locator("#avatar")).to_have_attribute("data-state", "loaded")
+    assert page.locator("#avatar-img").evaluate("img => img.currentSrc") == current
 
     # And "Delete my avatar" (after the confirmation) takes it away
     page.once("dialog", lambda dialog: dialog.accept())
