@@ -14,9 +14,11 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import boto3
 import pytest
 from imgpipe.settings import SettingsError
 from imgpipe_local.handlers import Handler, load_handler
+from moto.server import ThreadedMotoServer
 
 from tests.conftest import FUNCTIONS, load_event
 from tests.jwt_support import (
@@ -33,6 +35,7 @@ from tests.jwt_support import (
 KEY = rsa_key("integration-key")
 PLACEHOLDER = "REPLACE_WITH_A_FRESH_ACCESS_TOKEN"
 DENY = {"isAuthorized": False}
+PASSWORD = "Demo-password-1"
 
 
 def fresh(claims: dict[str, Any]) -> dict[str, Any]:
@@ -265,3 +268,68 @@ def test_cold_start_fails_clearly_without_trust_settings(
 
     with pytest.raises(SettingsError, match=named):
         load_handler(FUNCTIONS / "authorizer")
+
+
+@pytest.fixture(scope="module")
+def moto_cognito() -> Iterator[dict[str, str]]:
+    """A moto server user pool with one confirmed user, signed in over HTTP like the web page does."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    client = boto3.client(
+        "cognito-idp",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    pool = client.create_user_pool(PoolName="imgpipe-test")["UserPool"]["Id"]
+    app_client = client.create_user_pool_client(
+        UserPoolId=pool,
+        ClientName="web",
+        ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
+    )["UserPoolClient"]["ClientId"]
+    client.admin_create_user(UserPoolId=pool, Username=USERNAME, MessageAction="SUPPRESS")
+    client.admin_set_user_password(
+        UserPoolId=pool, Username=USERNAME, Password="Demo-password-1", Permanent=True
+    )
+    tokens = client.initiate_auth(
+        ClientId=app_client,
+        AuthFlow="USER_PASSWORD_AUTH",
+        AuthParameters={"USERNAME": USERNAME, "PASSWORD": PASSWORD},
+    )["AuthenticationResult"]
+    sub = client.admin_get_user(UserPoolId=pool, Username=USERNAME)["UserAttributes"]
+    yield {
+        "pool": pool,
+        "client": app_client,
+        "jwks_url": f"{url}/{pool}/.well-known/jwks.json",
+        "access": tokens["AccessToken"],
+        "id": tokens["IdToken"],
+        "sub": next(attribute["Value"] for attribute in sub if attribute["Name"] == "sub"),
+    }
+    server.stop()
+
+
+@pytest.mark.parametrize(("token_use", "good", "bad"), [("access", "access", "id"), ("id", "id", "access")])
+def test_moto_cognito_tokens_verify_against_moto_jwks(
+    monkeypatch: pytest.MonkeyPatch,
+    environment: None,
+    lambda_context: Any,
+    moto_cognito: dict[str, str],
+    token_use: str,
+    good: str,
+    bad: str,
+) -> None:
+    # The local stack's arrangement: the pool's own issuer (AWS host) and keys served by moto.
+    monkeypatch.setenv("USER_POOL_ID", moto_cognito["pool"])
+    monkeypatch.setenv("USER_POOL_CLIENT_ID", moto_cognito["client"])
+    monkeypatch.setenv("JWKS_URL", moto_cognito["jwks_url"])
+    monkeypatch.setenv("TOKEN_USE", token_use)
+    handler = load_handler(FUNCTIONS / "authorizer")
+
+    allowed = handler(with_token(load_event("authorizer_allow"), moto_cognito[good]), lambda_context)
+    denied = handler(with_token(load_event("authorizer_allow"), moto_cognito[bad]), lambda_context)
+
+    assert allowed == {"isAuthorized": True, "context": {"sub": moto_cognito["sub"], "username": USERNAME}}
+    assert denied == DENY
