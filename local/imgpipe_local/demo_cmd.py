@@ -29,6 +29,7 @@ from imgpipe_local.stack import LocalStack
 
 ROOT = Path(__file__).resolve().parents[2]
 LOG_FILE = ROOT / ".imgpipe-local" / "demo.log"
+SERVED = "upload → served"  # from the first byte sent to the last rendition fetched
 
 
 @dataclass
@@ -37,7 +38,11 @@ class Report:
     rows: list[dict[str, Any]] = field(default_factory=list)
     source: dict[str, Any] = field(default_factory=dict)
     upload_bytes: int = 0
+    label: str = ""
     step: str = "start the local stack"  # the step under way, named if anything fails
+
+    def timings_with_total(self) -> dict[str, float]:
+        return {**self.timings, SERVED: sum(self.timings[s] for s in ("upload", "processing", "CDN fetch"))}
 
     @contextmanager
     def timed(self, step: str) -> Iterator[None]:
@@ -110,10 +115,12 @@ def run_flow(
     report.source = manifest["avatar"]["source"]
 
 
-def print_report(report: Report, out: TextIO) -> None:
-    src = report.source
+def print_report(reports: list[Report], out: TextIO) -> None:
+    """The renditions of the last upload, then the timings of each upload side by side."""
+    last = reports[-1]
+    src = last.source
     print(
-        f"\nuploaded {report.upload_bytes / 1e6:.1f} MB {src.get('format')} "
+        f"\nuploaded {last.upload_bytes / 1e6:.1f} MB {src.get('format')} "
         f"{src.get('width')}x{src.get('height')}; served from the CDN:\n",
         file=out,
     )
@@ -125,24 +132,30 @@ def print_report(report: Report, out: TextIO) -> None:
         ("Content-Type", "content_type"),
         ("Cache-Control", "cache_control"),
     ]
-    widths = [max(len(title), *(len(str(row[key])) for row in report.rows)) for title, key in columns]
+    widths = [max(len(title), *(len(str(row[key])) for row in last.rows)) for title, key in columns]
     print("  ".join(title.ljust(w) for (title, _), w in zip(columns, widths, strict=True)), file=out)
     print("  ".join("-" * w for w in widths), file=out)
-    for row in report.rows:
+    for row in last.rows:
         print(
             "  ".join(str(row[key]).ljust(w) for (_, key), w in zip(columns, widths, strict=True)), file=out
         )
-    print("\ntimings (the first request to each function includes its cold start):", file=out)
-    served = sum(report.timings[s] for s in ("upload", "processing", "CDN fetch"))
-    for step, seconds in [*report.timings.items(), ("upload → served", served)]:
-        print(f"  {step:<16} {seconds * 1000:7.0f} ms", file=out)
+    print(f"\n{'timings':<16}" + "".join(f"{r.label:>16}" for r in reports), file=out)
+    for step in [*last.timings, SERVED]:
+        cells = "".join(f"{r.timings_with_total()[step] * 1000:>13.0f} ms" for r in reports)
+        print(f"  {step:<14}{cells}", file=out)
 
 
-def load_image(path: str | None) -> tuple[bytes, str]:
+def load_images(path: str | None) -> list[tuple[bytes, str]]:
+    """Two uploads: the first meets cold functions, the second shows the warm path."""
     if path is None:
-        return samples.photo_jpeg(), "image/jpeg"
+        # Different bytes (so a new version) that display the same.
+        return [
+            (samples.photo_jpeg(orientation=6), "image/jpeg"),
+            (samples.photo_jpeg(orientation=8), "image/jpeg"),
+        ]
     content_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
-    return Path(path).read_bytes(), content_type
+    data = Path(path).read_bytes()
+    return [(data, content_type), (data, content_type)]
 
 
 def main(argv: list[str] | None = None, *, out: TextIO = sys.stdout) -> int:
@@ -153,32 +166,33 @@ def main(argv: list[str] | None = None, *, out: TextIO = sys.stdout) -> int:
     )
     args = parser.parse_args(argv)
 
-    report = Report()
+    reports = [Report(label="first (cold)"), Report(label="again (warm)")]
+    current = reports[0]
     LOG_FILE.parent.mkdir(exist_ok=True)
     try:
         with LOG_FILE.open("w") as log, contextlib.ExitStack() as quiet:
             if not args.verbose:
                 # The functions log JSON to stdout as they do in Lambda; keep it beside the report.
                 quiet.enter_context(contextlib.redirect_stdout(log))
-            image, content_type = load_image(args.image)
+            images = load_images(args.image)
             print("starting the local stack…", file=out, flush=True)
             with LocalStack(root=ROOT, ports=LocalStack.free_ports()) as stack:
                 client = Client(Target.from_outputs(stack.outputs, cognito_url=stack.moto_url))
                 print(f"API {client.target.api_url}  CDN {client.target.cdn_url}", file=out, flush=True)
-                run_flow(
-                    client, stack.demo_user.username, stack.demo_user.password, image, content_type, report
-                )
-                report.step = "stop the local stack"
+                user = stack.demo_user
+                for current, (image, content_type) in zip(reports, images, strict=True):
+                    run_flow(client, user.username, user.password, image, content_type, current)
+                current.step = "stop the local stack"
     except StepFailed as failure:
         print(f"\nimgpipe demo FAILED at step {failure.step!r}: {failure.message}", file=out)
         print_log_tail(out, args.verbose)
         return 1
     except Exception as exc:  # noqa: BLE001 - the command's contract: any failure is a message and exit 1
-        print(f"\nimgpipe demo FAILED at step {report.step!r}: {type(exc).__name__}: {exc}", file=out)
+        print(f"\nimgpipe demo FAILED at step {current.step!r}: {type(exc).__name__}: {exc}", file=out)
         traceback.print_exc(file=sys.stderr)
         print_log_tail(out, args.verbose)
         return 1
-    print_report(report, out)
+    print_report(reports, out)
     print(f"\ndemo OK (function logs: {LOG_FILE.relative_to(ROOT)})", file=out)
     return 0
 

@@ -13,7 +13,7 @@ from tests.e2e.conftest import E2EStack
 
 
 def test_the_demo_flow_reports_every_rendition_served(stack: E2EStack, client: Client) -> None:
-    report = Report()
+    report = Report(label="once")
 
     run_flow(client, stack.username, stack.password, samples.photo_jpeg(900, 1200), "image/jpeg", report)
 
@@ -26,13 +26,13 @@ def test_the_demo_flow_reports_every_rendition_served(stack: E2EStack, client: C
     assert report.source["width"] == 900
     assert report.source["height"] == 1200
     out = io.StringIO()
-    print_report(report, out)
+    print_report([report], out)
     assert "upload → served" in out.getvalue()
     assert "512x512    webp" in out.getvalue()
 
 
 def test_the_demo_flow_names_the_step_that_failed(stack: E2EStack, client: Client) -> None:
-    report = Report()
+    report = Report(label="once")
 
     with pytest.raises(StepFailed) as failure:
         run_flow(client, stack.username, stack.password, samples.not_an_image(), "image/jpeg", report)
