@@ -130,6 +130,15 @@ def test_processor_cannot_create_objects_in_the_uploads_bucket():
     assert not allows("ProcessImageFunction", "s3:PutObject", s3(ASSETS, "index.html"))
 
 
+def test_processor_reads_a_missing_object_as_404_not_403():
+    # S3 says 404 only to a caller allowed to list the bucket; a 403 would read as a transient error.
+    for bucket in (UPLOADS, ASSETS):
+        statements = allow_statements("ProcessImageFunction")
+        [statement] = [s for s in statements if s3(bucket) in as_list(s["Resource"])]
+        assert as_list(statement["Action"]) == ["s3:ListBucket"]
+        assert "Condition" not in statement
+
+
 def test_presign_role_can_only_put_originals():
     # The presigned POST carries the role's authority: whatever the role may do, a leaked form may.
     assert allows("PresignUploadFunction", "s3:PutObject", s3(UPLOADS, UPLOAD_KEY))
