@@ -265,7 +265,7 @@ class JwksCache:
         self._clock = clock
         self._fetch = fetch
         self._jwks: dict[str, dict[str, Any]] = {}
-        self._keys: dict[tuple[str, str], jwt.PyJWK] = {}
+        self._keys: dict[tuple[str, str], tuple[dict[str, Any], jwt.PyJWK]] = {}
         self._last_attempt: float | None = None
         self._last_error: str | None = None
         # Lambda runs one request per container, but the local stack serves threads: one fetch
@@ -288,17 +288,17 @@ class JwksCache:
             raise JwksUnavailable(self._last_error or "JWKS not available")
         raise UnacceptableKey("unknown_kid", "the token's kid is not in the issuer's JWKS")
 
-    def key(self, kid: str, algorithm: str) -> jwt.PyJWK:
-        """The verification key for `kid` used with `algorithm`, built once per pair."""
-        jwk = self.jwk(kid)
-        cached = self._keys.get((kid, algorithm))
-        if cached is not None:
-            return cached
+    def key(self, jwk: dict[str, Any], algorithm: str) -> jwt.PyJWK:
+        """The verification key for a JWK returned by `jwk()`, built once per JWK and algorithm."""
+        cached = self._keys.get((jwk["kid"], algorithm))
+        # Identity, not the kid alone: a rotated set may reuse a kid for new material.
+        if cached is not None and cached[0] is jwk:
+            return cached[1]
         try:
             key = jwt.PyJWK(jwk, algorithm=algorithm)
         except PyJWTError as error:
             raise UnacceptableKey("jwk_invalid", f"JWK cannot be used: {type(error).__name__}") from None
-        self._keys[(kid, algorithm)] = key
+        self._keys[(jwk["kid"], algorithm)] = (jwk, key)
         return key
 
     def _may_fetch(self) -> bool:
@@ -316,7 +316,6 @@ class JwksCache:
             return
         self._last_error = None
         self._jwks = jwks
-        # A rotated set may reuse a kid for new material: keys are rebuilt from the new JWKs.
         self._keys = {}
 
 
@@ -367,8 +366,9 @@ class JwtVerifier:
         if not isinstance(kid, str) or not kid:
             raise UnacceptableKey("missing_kid", "token header has no kid")
 
-        _check_jwk(self.jwks.jwk(kid), alg)
-        key = self.jwks.key(kid, alg)
+        jwk = self.jwks.jwk(kid)
+        _check_jwk(jwk, alg)
+        key = self.jwks.key(jwk, alg)
         try:
             signed = self._jws.decode_complete(token, key=key, algorithms=[alg])
         except InvalidSignatureError:
