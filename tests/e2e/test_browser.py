@@ -232,3 +232,18 @@ ENTITY_TOO_LARGE = (
     "<Message>Your proposed upload exceeds the maximum allowed size</Message>"
     "<ProposedSize>10485761</ProposedSize><MaxSizeAllowed>10485760</MaxSizeAllowed></Error>"
 )
+
+
+def test_the_page_takes_the_stack_outputs_as_its_config(page: Page, stack: E2EStack) -> None:
+    # The CloudFormation outputs as they are (what web/README.md pipes into config.json).
+    outputs = {key: stack.outputs[key] for key in ("ApiUrl", "CdnUrl", "UserPoolId", "UserPoolClientId")}
+    outputs["Region"] = stack.outputs.get("Region") or stack.outputs["UserPoolId"].split("_", 1)[0]
+    if stack.local is not None:
+        outputs["cognitoEndpoint"] = stack.target.cognito_url  # moto stands in for cognito-idp.<region>
+    page.route("**/config.json", lambda route: route.fulfill(json=outputs))
+
+    sign_in(page, stack)
+
+    expect(page.locator("#config-source")).to_have_text(
+        f"API {stack.target.api_url}, CDN {stack.target.cdn_url}"
+    )
