@@ -209,6 +209,9 @@ def test_bucket_refuses_plain_http(bucket, name):
     assert statement["Principal"] == "*"
     assert statement["Action"] == "s3:*"
     assert set(as_list(statement["Resource"])) == {s3(name), s3(name, "*")}
+    conditions = [s.get("Condition", {}).get("NumericLessThan", {}) for s in bucket_policy(bucket)]
+    old_tls = [s for s, c in zip(bucket_policy(bucket), conditions, strict=True) if "s3:TlsVersion" in c]
+    assert [s["Effect"] for s in old_tls] == ["Deny"]
 
 
 def test_uploads_bucket_policy_grants_nothing():
