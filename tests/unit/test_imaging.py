@@ -381,6 +381,17 @@ def test_avif_input() -> None:
     ] == [True] * 4
 
 
+@pytest.mark.skipif(not imaging.AVIF_AVAILABLE, reason="Pillow built without AVIF")
+def test_damaged_avif_is_a_decode_error() -> None:
+    # libavif failures surface from Pillow as bare RuntimeErrors: still a verdict on the file.
+    source = fx.save(fx.quadrants(200, 100), "AVIF", quality=60)
+    payload = source.index(b"mdat") + 4
+    damaged = source[:payload] + bytes(b ^ 0xFF for b in source[payload : payload + 16]) + source[payload + 16 :]
+    with pytest.raises(imaging.ImageRejected) as caught:
+        imaging.process(damaged, SMALL)
+    assert caught.value.reason == "decode_error"
+
+
 def test_version_depends_on_bytes_and_output_options_only(fixtures: dict[str, Path]) -> None:
     data = fixtures["progressive.jpg"].read_bytes()
     version = imaging.version_of(data, SMALL)

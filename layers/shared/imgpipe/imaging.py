@@ -604,6 +604,12 @@ def process(data: bytes, options: Options) -> Result:
         raise
     except _BAD_DATA_ERRORS as exc:
         raise _classify(exc) from exc
+    except RuntimeError as exc:
+        # Pillow's libavif binding reports every decoder failure as a bare RuntimeError
+        # ("Failed to decode frame 0: ..."); its subclasses (RecursionError...) are bugs.
+        if fmt != "avif" or type(exc) is not RuntimeError:
+            raise
+        raise ImageRejected("decode_error", "The image is damaged and cannot be read.") from exc
 
     # Largest first, so each smaller rendition can start from the closest bigger image
     # (already sRGB); only those made from the working image need the colour transform.
