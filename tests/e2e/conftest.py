@@ -59,10 +59,14 @@ class E2EStack:
         return self.outputs["UploadsBucketName"]
 
 
-def s3_event_for_latest(stack: E2EStack, user: str, sequencer: str) -> dict[str, Any]:
-    """The ObjectCreated notification S3 sent for `user`'s current original, as S3 shapes it."""
+def s3_event_for_latest(
+    stack: E2EStack, user: str, sequencer: str, version_id: str | None = None
+) -> dict[str, Any]:
+    """The ObjectCreated notification S3 sent for `user`'s original (the current version unless
+    `version_id` names another), as S3 shapes it."""
     bucket, key = stack.uploads_bucket, keys.upload_key(user)
-    head = stack.s3.head_object(Bucket=bucket, Key=key)
+    version = {"VersionId": version_id} if version_id else {}
+    head = stack.s3.head_object(Bucket=bucket, Key=key, **version)
     return {
         "Records": [
             {

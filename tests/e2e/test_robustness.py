@@ -11,7 +11,14 @@ from imgpipe_local import samples
 from imgpipe_local.client import Client, rendition, renditions
 from PIL import Image
 
-from tests.e2e.conftest import GONE_SECONDS, E2EStack, s3_event_for_latest, upload_and_wait, wait_until
+from tests.e2e.conftest import (
+    GONE_SECONDS,
+    E2EStack,
+    s3_event_for_latest,
+    served_at_stable_url,
+    upload_and_wait,
+    wait_until,
+)
 
 
 def test_a_duplicate_s3_notification_changes_nothing(
@@ -47,6 +54,44 @@ def test_a_duplicate_s3_notification_changes_nothing(
     wait_until(
         lambda: client.manifest(upload.manifest_url)["sequencer"] == newer, what="the newer event applied"
     )
+
+
+def test_an_older_upload_arriving_late_does_not_replace_the_newer_avatar(
+    stack: E2EStack, client: Client, token: str, user: str
+) -> None:
+    # Given two uploads, processed in order
+    _, older = upload_and_wait(client, token, samples.photo_jpeg(500, 500, orientation=1), "image/jpeg")
+    older_version = stack.s3.head_object(Bucket=stack.uploads_bucket, Key=keys.upload_key(user))["VersionId"]
+    upload, newer = upload_and_wait(client, token, samples.photo_jpeg(500, 500, orientation=3), "image/jpeg")
+    assert newer["avatar"]["version"] != older["avatar"]["version"]
+
+    # When the first upload's event is delivered again, late
+    stack.redeliver(s3_event_for_latest(stack, user, older["sequencer"], older_version))
+    stack.settle()
+
+    # Then the newer avatar stays, in the status doc and at the stable URL
+    assert client.manifest(upload.manifest_url) == newer
+    served_at_stable_url(client, rendition(newer, "512x512"))
+
+
+def test_uploads_in_quick_succession_end_with_the_last_one(
+    stack: E2EStack, client: Client, token: str
+) -> None:
+    # Given three uploads sent back to back, without waiting for any to be processed
+    uploads = []
+    for orientation in (1, 3, 6):
+        upload = client.key_upload(token, "image/jpeg")
+        client.upload(upload, samples.photo_jpeg(400, 400, orientation=orientation), "image/jpeg")
+        uploads.append(upload)
+
+    # When the last one is reported
+    final = client.wait_for_avatar(uploads[-1])
+
+    # Then it is the avatar, and stays so once everything in flight has landed
+    assert final["latest"]["state"] == "ready"
+    stack.settle()
+    assert client.manifest(uploads[-1].manifest_url)["latest"]["uploadId"] == uploads[-1].upload_id
+    served_at_stable_url(client, rendition(final, "512x512"))
 
 
 def asset_timestamps(stack: E2EStack, user: str) -> dict[str, object]:
