@@ -385,8 +385,8 @@ def test_avif_input() -> None:
 def test_damaged_avif_is_a_decode_error() -> None:
     # libavif failures surface from Pillow as bare RuntimeErrors: still a verdict on the file.
     source = fx.save(fx.quadrants(200, 100), "AVIF", quality=60)
-    payload = source.index(b"mdat") + 4
-    damaged = source[:payload] + bytes(b ^ 0xFF for b in source[payload : payload + 16]) + source[payload + 16 :]
+    at = source.index(b"mdat") + 4
+    damaged = source[:at] + bytes(b ^ 0xFF for b in source[at : at + 16]) + source[at + 16 :]
     with pytest.raises(imaging.ImageRejected) as caught:
         imaging.process(damaged, SMALL)
     assert caught.value.reason == "decode_error"
