@@ -1,9 +1,10 @@
 """S3 -> SQS -> function: Lambda's asynchronous invocation of an S3 trigger, locally.
 
 Each message is one S3 event, handed to the function as S3 would hand it. A failed
-invocation is retried (the message becomes visible again after a short delay) up to the
-function's EventInvokeConfig.MaximumRetryAttempts; then, as Lambda's on-failure destination
-does, an invocation record goes to the dead-letter queue.
+invocation is retried (the message becomes visible again after `retry_delay_seconds`, 1 s
+by default where Lambda waits about one and then two minutes) up to the function's
+EventInvokeConfig.MaximumRetryAttempts; then, as Lambda's on-failure destination does, an
+invocation record goes to the dead-letter queue.
 """
 
 from __future__ import annotations

@@ -329,7 +329,14 @@ class Gateway:
             response.headers = [
                 (k, v) for k, v in response.headers if not k.lower().startswith("access-control-")
             ]
-            response.headers.extend(h for h in cors_headers if h[0] != "Vary" or not response.header("Vary"))
+            vary = response.header("Vary")
+            for name, value in cors_headers:
+                if name == "Vary" and vary:
+                    if "origin" not in vary.lower():
+                        response.headers = [(k, v) for k, v in response.headers if k.lower() != "vary"]
+                        response.headers.append(("Vary", f"{vary}, Origin"))
+                    continue
+                response.headers.append((name, value))
         return response
 
     def _route(self, request: Request) -> Response:

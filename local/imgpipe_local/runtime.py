@@ -174,7 +174,19 @@ class FunctionRunner:
         with _INVOKE_LOCK, applied_environment(self.environment), _on_sys_path(self._folders):
             handler = self._load()
             self.invocations += 1
-            return handler(event, context)
+            started = time.monotonic()
+            try:
+                return handler(event, context)
+            finally:
+                elapsed = time.monotonic() - started
+                if elapsed > self.function.timeout:
+                    # Not enforced (a thread cannot be killed), but Lambda would have.
+                    log.warning(
+                        "%s ran %.1f s, over its %d s Timeout: Lambda would have stopped it",
+                        self.function.logical_id,
+                        elapsed,
+                        self.function.timeout,
+                    )
 
 
 class Runtime:

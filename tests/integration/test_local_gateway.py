@@ -304,3 +304,11 @@ def test_routes_follow_the_template(tmp_path: Path) -> None:
         assert new.json()["event"]["routeKey"] == "POST /v2/echo"
         assert new.headers["Access-Control-Allow-Origin"] == "https://a.example.com"
         assert json.loads(json.dumps(api.template.apis[0].cors.allow_origins)) == ["https://*.example.com"]
+
+
+def test_an_integration_vary_header_is_kept_and_gains_origin(api: ServedApi) -> None:
+    reply = {"statusCode": 200, "headers": {"Vary": "Accept-Encoding"}, "body": "x"}
+
+    response = requests.post(f"{api.url}/reply", json=reply, headers={"Origin": ORIGIN}, timeout=10)
+
+    assert response.raw.headers.getlist("Vary") == ["Accept-Encoding, Origin"]

@@ -218,6 +218,8 @@ def test_stop_frees_every_port_and_a_new_stack_can_take_them() -> None:
 
     for port in ports:
         with socket.socket() as probe:
+            # As a server binds: connections we closed may linger in TIME_WAIT, a listener may not.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind(("127.0.0.1", port))
     with LocalStack(root=ROOT, ports=dict(zip(("moto", "api", "cdn", "web"), ports, strict=True))) as second:
         assert ports_of(second) == ports
