@@ -16,8 +16,16 @@ The order of the pipeline is chosen for safety first, then speed:
 4. each rendition is resized once (`reducing_gap`) and smaller renditions with the
    same crop are derived from the largest; each is encoded once, metadata-free.
 
-Outputs are untagged sRGB: browsers and the CSS colour spec treat untagged images as
-sRGB, and an embedded sRGB profile would add ~600 bytes to a 4 KB 128px avatar.
+Decisions users see:
+- outputs are untagged sRGB: browsers and the CSS colour spec treat untagged images as
+  sRGB, and an embedded sRGB profile would add ~600 bytes to a 4 KB 128px avatar;
+- `cover` renditions are always exactly WxH, upscaling a small source if needed (an avatar
+  slot has a fixed size and the browser would upscale anyway); `contain` fits inside WxH
+  and never upscales (it keeps the source's size and shape);
+- transparency is kept in WebP/AVIF and flattened on white in JPEG;
+- animations: only frame 0 is ever decoded, so frame count and animation size cost nothing;
+- rejection reasons (`ImageRejected.reason`): empty, too_many_bytes, not_an_image,
+  unsupported_format, too_many_pixels, truncated, decode_error.
 """
 
 from __future__ import annotations
