@@ -22,13 +22,6 @@ class Settings:
     # Empty locally (no CloudFront): the erase then skips the invalidation.
     distribution_id: str = settings.env("DISTRIBUTION_ID", "")
 
-    def validate(self) -> None:
-        # settings.load (at 89eeaa8) leaves an unset required field at env()'s sentinel
-        # instead of raising, so the types are checked here to keep that a cold-start error.
-        for name in ("uploads_bucket", "assets_bucket"):
-            if not isinstance(getattr(self, name), str):
-                raise settings.SettingsError(f"{name.upper()} is required")
-
 
 SETTINGS = settings.load(Settings)
 
@@ -41,11 +34,10 @@ cloudfront = boto3.client("cloudfront") if SETTINGS.distribution_id else None
 
 
 def _caller_user() -> str:
-    # The authorizer verified the JWT and passed its sub; the token is never decoded again here.
-    sub = app.current_event.request_context.authorizer.get_lambda.get("sub")
-    if not isinstance(sub, str) or not sub:
+    user = keys.caller_user(app.current_event.request_context.authorizer.get_lambda)
+    if user is None:
         raise UnauthorizedError("Unauthorized")
-    return keys.user_key(sub)
+    return user
 
 
 @app.delete("/avatars")

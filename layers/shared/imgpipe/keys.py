@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
+from typing import Any
 
 PREFIX = "avatars/"
 ORIGINAL_NAME = "original"
@@ -30,6 +32,15 @@ def user_key(sub: str) -> str:
     if _SAFE_SUBJECT.match(sub) and ".." not in sub:
         return sub
     return "u-" + hashlib.sha256(sub.encode()).hexdigest()[:40]
+
+
+def caller_user(authorizer_context: Mapping[str, Any] | None) -> str | None:
+    """The user key of an API caller, from the context our authorizer passed (None if absent).
+
+    The authorizer verified the JWT; integrations never decode the token again.
+    """
+    sub = (authorizer_context or {}).get("sub")
+    return user_key(sub) if isinstance(sub, str) and sub else None
 
 
 def upload_key(user: str) -> str:
