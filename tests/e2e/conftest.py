@@ -1,10 +1,11 @@
 """End-to-end fixtures: one stack per session, driven over real HTTP.
 
 By default a LocalStack on free ports of 127.0.0.1. With AWS_SAM_STACK_NAME set, the
-deployed stack of that name instead: its outputs come from CloudFormation, the user from
-IMGPIPE_E2E_USERNAME / IMGPIPE_E2E_PASSWORD, the browser origin the API must allow from
-IMGPIPE_E2E_ORIGIN (default: the template's first AllowedOrigins entry) and the page for
-the browser tests from IMGPIPE_E2E_WEB_URL (optional).
+deployed stack of that name instead (in AWS_REGION, with the caller's AWS credentials):
+its outputs come from CloudFormation, the user from IMGPIPE_E2E_USERNAME and
+IMGPIPE_E2E_PASSWORD, the browser origin the API must allow from IMGPIPE_E2E_ORIGIN
+(default: the template's first AllowedOrigins entry), and the page for the browser tests
+from IMGPIPE_E2E_WEB_URL (optional).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from imgpipe_local.client import Client, Target, Upload
 from tests.conftest import ROOT
 
 DEFAULT_ORIGIN = "http://localhost:8000"
-# A deployed CloudFront drops deleted objects only once its invalidation completes.
+# A deployed processor is invoked asynchronously and offers no queue to watch: give an
+# event this long to be handled before judging that it changed nothing.
 DEPLOYED_SETTLE_SECONDS = 10
 WAIT_SECONDS = 90
 # CloudFront invalidations take minutes to complete.
