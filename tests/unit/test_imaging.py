@@ -321,6 +321,18 @@ def test_damaged_png_is_a_decode_error() -> None:
     assert caught.value.reason in {"decode_error", "truncated"}
 
 
+@pytest.mark.parametrize("error", [MemoryError, TypeError, RuntimeError])
+def test_failures_that_are_not_about_the_image_propagate(monkeypatch: pytest.MonkeyPatch, error: type) -> None:
+    # Out of memory or a bug inside decoding is not a verdict on the upload: it must reach
+    # the handler (retry, then the DLQ), not be recorded as a permanent rejection.
+    def broken(im: Image.Image) -> Image.Image:
+        raise error("not the image's fault")
+
+    monkeypatch.setattr(imaging, "_to_resizable", broken)
+    with pytest.raises(error):
+        imaging.process(fx.wrong_extension(), SMALL)
+
+
 @pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow narrates damaged EXIF
 def test_mutated_files_end_in_a_result_or_a_rejection(fixtures: dict[str, Path]) -> None:
     # Seeded byte flips, cuts and insertions into every accepted format: each must end as a
