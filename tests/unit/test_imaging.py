@@ -322,7 +322,7 @@ def test_damaged_png_is_a_decode_error() -> None:
 
 
 @pytest.mark.parametrize("error", [MemoryError, TypeError, RuntimeError])
-def test_failures_that_are_not_about_the_image_propagate(monkeypatch: pytest.MonkeyPatch, error: type) -> None:
+def test_failures_not_about_the_image_propagate(monkeypatch: pytest.MonkeyPatch, error: type) -> None:
     # Out of memory or a bug inside decoding is not a verdict on the upload: it must reach
     # the handler (retry, then the DLQ), not be recorded as a permanent rejection.
     def broken(im: Image.Image) -> Image.Image:
