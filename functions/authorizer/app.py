@@ -24,7 +24,6 @@ config = settings.verifier_config()
 verifier = JwtVerifier(config, jwks_cache(config.jwks_url))
 logger = Logger()
 tracer = Tracer()
-DENY = APIGatewayAuthorizerResponseV2(authorize=False).asdict()
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
@@ -35,11 +34,11 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         claims = verifier.verify(bearer_token(headers.get("authorization")))
     except TokenRejected as rejected:
         logger.info("denied", extra={"reason": rejected.reason, "detail": str(rejected)})
-        return DENY
+        return APIGatewayAuthorizerResponseV2(authorize=False).asdict()
     except Exception:
         # A bug or an odd event must still answer deny: an authorizer error becomes a 500.
         logger.exception("denied", extra={"reason": "internal_error"})
-        return DENY
+        return APIGatewayAuthorizerResponseV2(authorize=False).asdict()
     username = claims.get("username") or claims.get("cognito:username") or ""
     return APIGatewayAuthorizerResponseV2(
         authorize=True, context={"sub": claims["sub"], "username": username}
