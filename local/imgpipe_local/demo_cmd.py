@@ -55,24 +55,25 @@ class Report:
 
 
 def fetch_renditions(client: Client, manifest: dict[str, Any]) -> list[dict[str, Any]]:
-    """GET every rendition from the CDN and check it is what the manifest says it is."""
+    """GET every rendition from the CDN and check it is what the manifest says it is.
+
+    The versioned URLs, as the web page uses them: they hold exactly this upload's bytes,
+    where a stable URL may still hold the previous avatar for a moment (the processor
+    copies to it after publishing avatar.json, and a CDN keeps it for its max-age).
+    """
     rows = []
     for entry in renditions(manifest):
-        response = client.cdn_get(entry["stableUrl"])
+        response = client.cdn_get(entry["url"])
         if response.status_code != 200:
-            raise StepFailed(
-                "cdn", f"{entry['stableUrl']}: HTTP {response.status_code}", response.status_code
-            )
+            raise StepFailed("cdn", f"{entry['url']}: HTTP {response.status_code}", response.status_code)
         content_type = response.headers.get("Content-Type", "")
         with Image.open(io.BytesIO(response.content)) as image:
             size = image.size
             actual_format = (image.format or "").lower()
-        if content_type != entry["contentType"] or size != (entry["width"], entry["height"]):
-            raise StepFailed(
-                "cdn",
-                f"{entry['stableUrl']}: served {content_type} {size[0]}x{size[1]}, "
-                f"manifest says {entry['contentType']} {entry['width']}x{entry['height']}",
-            )
+        served = (content_type, size, len(response.content))
+        expected = (entry["contentType"], (entry["width"], entry["height"]), entry["bytes"])
+        if served != expected:
+            raise StepFailed("cdn", f"{entry['url']}: served {served}, the manifest says {expected}")
         rows.append(
             {
                 "rendition": entry["name"],

@@ -24,13 +24,15 @@ from tests.e2e.conftest import (
 def test_a_duplicate_s3_notification_changes_nothing(
     stack: E2EStack, client: Client, token: str, user: str
 ) -> None:
-    # Given a processed upload
+    # Given a processed upload, settled (the processor copies to the stable URLs after it
+    # publishes avatar.json)
     upload, manifest = upload_and_wait(
         client, token, samples.photo_jpeg(600, 800, orientation=8), "image/jpeg"
     )
     stable = {
-        entry["stableUrl"]: client.cdn_get(entry["stableUrl"]).content for entry in renditions(manifest)
+        entry["stableUrl"]: served_at_stable_url(client, entry).content for entry in renditions(manifest)
     }
+    stack.settle()
     written = asset_timestamps(stack, user)
     # S3 timestamps (and the manifest's "at") have whole seconds: let one pass so that a
     # rewrite of identical bytes would still show.
