@@ -339,11 +339,11 @@ async function start() {
     state.config = await loadConfig();
   } catch (error) {
     $("config-source").textContent = "missing";
-    $("signin-button").disabled = true;
     show(`This page is not configured: ${error.message}.`, "error");
     return;
   }
   $("config-source").textContent = `API ${state.config.apiUrl}, CDN ${state.config.cdnUrl}`;
+  $("signin-button").disabled = false;
   if (state.config.demoUser) {
     $("username").value = state.config.demoUser.username;
     $("password").value = state.config.demoUser.password;

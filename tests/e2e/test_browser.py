@@ -247,3 +247,12 @@ def test_the_page_takes_the_stack_outputs_as_its_config(page: Page, stack: E2ESt
     expect(page.locator("#config-source")).to_have_text(
         f"API {stack.target.api_url}, CDN {stack.target.cdn_url}"
     )
+
+
+def test_without_a_config_the_page_says_so_and_cannot_sign_in(page: Page, stack: E2EStack) -> None:
+    page.route("**/config.json", lambda route: route.fulfill(status=404, body="Not Found"))
+
+    page.goto(f"{stack.web_url}/")
+
+    expect(page.get_by_role("alert")).to_contain_text("This page is not configured: config.json: HTTP 404")
+    expect(page.get_by_role("button", name="Sign in")).to_be_disabled()
