@@ -18,7 +18,10 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
+
+import boto3
 
 from imgpipe_local.handlers import Handler, load_handler, module_name
 from imgpipe_local.template import Function
@@ -106,7 +109,14 @@ def _source_fingerprint(folders: tuple[Path, ...]) -> frozenset[tuple[str, int]]
 
 
 class FunctionRunner:
-    """One warm function: loads on first use, reloads when its sources change."""
+    """One warm function: loads on first use, reloads when its sources change.
+
+    Each Lambda function has a process of its own. Here they share one, so each runner
+    keeps its own copies of the modules its CodeUri and layers provide (`app`, `imgpipe.*`,
+    a `helper.py`…) and its own boto3 default session, swaps them in for an invocation and
+    out again after it. Two functions never see each other's modules or credentials, and
+    the host process (a test, `imgpipe dev`) keeps its own `imgpipe` untouched.
+    """
 
     def __init__(self, function: Function, base_environment: Mapping[str, str]) -> None:
         self.function = function
@@ -118,8 +128,11 @@ class FunctionRunner:
             **function.environment,
         }
         self._folders = (function.code_uri, *function.layers)
+        self._module_name = module_name(function.code_uri, function.handler.rpartition(".")[0])
         self._handler: Handler | None = None
         self._fingerprint: frozenset[tuple[str, int]] = frozenset()
+        self._modules: dict[str, ModuleType] = {}
+        self._boto3_session: boto3.session.Session | None = None
         self.invocations = 0
         self.loads = 0
 
@@ -129,39 +142,50 @@ class FunctionRunner:
             return self._handler
         if self._handler is not None:
             log.info("%s: source changed, reloading", self.function.logical_id)
-            self._forget_modules()
-        self._claim_module_names()
+            # A code change is a new sandbox: fresh modules, fresh clients.
+            for name in [name for name in sys.modules if self._owns(name, self._owned_names())]:
+                del sys.modules[name]
+            boto3.DEFAULT_SESSION = None
         self._handler = load_handler(self.function.code_uri, self.function.handler)
         self._fingerprint = fingerprint
         self.loads += 1
         return self._handler
 
-    def _claim_module_names(self) -> None:
-        """Unload modules that another function or layer folder loaded under a name this one uses.
+    @property
+    def modules(self) -> dict[str, ModuleType]:
+        """The modules this function has loaded from its own folders (between invocations)."""
+        return dict(self._modules)
 
-        Each Lambda function has a process of its own; here they share sys.modules, so
-        two functions with a `helper.py` would otherwise both see whichever loaded first.
-        """
-        prefixes = tuple(str(folder) + os.sep for folder in self._folders)
-        names = set()
+    def _owned_names(self) -> set[str]:
+        """Top-level module names this function's folders provide."""
+        names = {self._module_name}
         for folder in self._folders:
             if folder.is_dir():
                 names |= {path.stem for path in folder.glob("*.py")}
                 names |= {path.name for path in folder.iterdir() if (path / "__init__.py").is_file()}
-        for name, module in list(sys.modules.items()):
-            if name.partition(".")[0] in names and not (getattr(module, "__file__", None) or "").startswith(
-                prefixes
-            ):
-                del sys.modules[name]
+        return names
 
-    def _forget_modules(self) -> None:
-        """Drop modules loaded from this function's folders, so the next import re-executes them."""
-        folders = tuple(str(folder) + os.sep for folder in self._folders)
-        own = module_name(self.function.code_uri, self.function.handler.rpartition(".")[0])
-        for name, module in list(sys.modules.items()):
-            path = getattr(module, "__file__", None) or ""
-            if name == own or name == "imgpipe" or name.startswith("imgpipe.") or path.startswith(folders):
+    @staticmethod
+    def _owns(name: str, names: set[str]) -> bool:
+        return name.partition(".")[0] in names
+
+    @contextmanager
+    def _sandbox(self) -> Iterator[None]:
+        """Swap this function's modules and boto3 default session in, and back out after."""
+        names = self._owned_names()
+        host = {name: module for name, module in sys.modules.items() if self._owns(name, names)}
+        for name in host:
+            del sys.modules[name]
+        sys.modules.update(self._modules)
+        host_session, boto3.DEFAULT_SESSION = boto3.DEFAULT_SESSION, self._boto3_session
+        try:
+            yield
+        finally:
+            self._boto3_session, boto3.DEFAULT_SESSION = boto3.DEFAULT_SESSION, host_session
+            self._modules = {name: module for name, module in sys.modules.items() if self._owns(name, names)}
+            for name in self._modules:
                 del sys.modules[name]
+            sys.modules.update(host)
 
     def invoke(self, event: Any, context: LambdaContext | None = None) -> Any:
         """Call the handler with `event`; exceptions propagate like a function error."""
@@ -171,7 +195,12 @@ class FunctionRunner:
             memory_limit_in_mb=self.function.memory_size,
             timeout_seconds=self.function.timeout,
         )
-        with _INVOKE_LOCK, applied_environment(self.environment), _on_sys_path(self._folders):
+        with (
+            _INVOKE_LOCK,
+            applied_environment(self.environment),
+            _on_sys_path(self._folders),
+            self._sandbox(),
+        ):
             handler = self._load()
             self.invocations += 1
             started = time.monotonic()

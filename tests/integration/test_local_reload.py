@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
+import boto3
 import requests
 
 from tests.integration.local_support import serve_api, touch_newer, write_project
@@ -99,3 +101,58 @@ def test_a_broken_edit_fails_the_request_and_the_fix_recovers(tmp_path: Path) ->
 
         assert broken.status_code == 500
         assert fixed.json()["text"] == "hello world v3"
+
+
+TWO_FUNCTIONS = """\
+Transform: AWS::Serverless-2016-10-31
+Resources:
+  Api:
+    Type: AWS::Serverless::HttpApi
+  OneFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: one
+      Handler: app.lambda_handler
+      Runtime: python3.13
+      Events:
+        One:
+          Type: HttpApi
+          Properties: {ApiId: !Ref Api, Method: GET, Path: /one}
+  TwoFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: two
+      Handler: app.lambda_handler
+      Runtime: python3.13
+      Events:
+        Two:
+          Type: HttpApi
+          Properties: {ApiId: !Ref Api, Method: GET, Path: /two}
+"""
+
+USES_HELPER = """\
+import boto3
+import helper
+
+
+def lambda_handler(event, context):
+    return {"name": helper.NAME, "session": id(boto3._get_default_session())}
+"""
+
+
+def test_functions_keep_their_own_modules_and_boto3_sessions(tmp_path: Path) -> None:
+    path = write_project(tmp_path, TWO_FUNCTIONS, {"one": USES_HELPER, "two": USES_HELPER})
+    (tmp_path / "one" / "helper.py").write_text('NAME = "one"\n')
+    (tmp_path / "two" / "helper.py").write_text('NAME = "two"\n')
+    host_session = boto3.DEFAULT_SESSION
+
+    with serve_api(path) as api:
+        one = [requests.get(f"{api.url}/one", timeout=10).json() for _ in range(2)]
+        two = requests.get(f"{api.url}/two", timeout=10).json()
+
+    assert [reply["name"] for reply in one] == ["one", "one"]
+    assert two["name"] == "two"
+    # Warm: the same session across invocations of a function, another one per function.
+    assert one[0]["session"] == one[1]["session"] != two["session"]
+    assert "helper" not in sys.modules
+    assert boto3.DEFAULT_SESSION is host_session

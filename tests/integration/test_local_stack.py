@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import shutil
 import socket
+import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import imgpipe.settings  # noqa: F401 - the host's copy, which the stack must leave alone
 import jwt
 import pytest
 import requests
@@ -254,6 +256,7 @@ def test_a_port_in_use_fails_start_cleanly_and_releases_the_others() -> None:
 
 
 def test_the_stack_follows_a_modified_template(tmp_path: Path) -> None:
+    host_settings = sys.modules["imgpipe.settings"]
     # Given a copy of the project whose trigger prefix and route changed
     text = (ROOT / "template.yaml").read_text()
     text = text.replace("Value: avatars/\n", "Value: pictures/\n").replace(
@@ -272,6 +275,20 @@ def test_the_stack_follows_a_modified_template(tmp_path: Path) -> None:
             f"{stack.api_url}/avatars/key_upload", headers={"Origin": stack.web_url}, timeout=10
         )
         new = requests.post(f"{stack.api_url}/v2/key_upload", headers={"Origin": stack.web_url}, timeout=10)
+        token = stack.sign_in(*stack.demo_user)["AccessToken"]
+        moved = requests.post(
+            f"{stack.api_url}/v2/key_upload",
+            json={"contentType": "image/png"},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        )
+        deleted = requests.delete(
+            f"{stack.api_url}/avatars", headers={"Authorization": f"Bearer {token}"}, timeout=10
+        )
+        assert stack.runtime is not None
+        presign_calls = stack.runtime.runners["PresignUploadFunction"].invocations
+        # The copy's functions ran on the copy's layers/shared; the host's imgpipe stayed.
+        copy_settings = stack.runtime.runners["DeleteAvatarFunction"].modules["imgpipe.settings"]
 
     assert {r["Name"].lower(): r["Value"] for r in queue["Filter"]["Key"]["FilterRules"]}[
         "prefix"
@@ -279,3 +296,9 @@ def test_the_stack_follows_a_modified_template(tmp_path: Path) -> None:
     assert old.status_code == 404
     assert new.status_code == 401  # routed, and the authorizer's identity source is missing
     assert json.loads(new.content) == {"message": "Unauthorized"}
+    # The moved route reaches the presign function (whose own resolver still names the old path).
+    assert presign_calls == 1
+    assert moved.status_code in (200, 404)
+    assert deleted.status_code < 300
+    assert copy_settings.__file__.startswith(str(tmp_path))
+    assert sys.modules["imgpipe.settings"] is host_settings
