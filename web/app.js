@@ -261,11 +261,20 @@ async function onSignIn(event) {
     $("profile").hidden = false;
     $("profile-title").focus();
     show("");
-    await showCurrentAvatar();
   } catch (error) {
     show(error instanceof UserError ? error.message : `Sign-in failed: ${error.message}`, "error");
+    return;
   } finally {
     button.disabled = false;
+  }
+  // Busy until the current avatar is known, so a new upload cannot race the old one's painting.
+  setBusy(true);
+  try {
+    await showCurrentAvatar();
+  } catch (error) {
+    show(error instanceof UserError ? error.message : `Could not show your avatar: ${error.message}`, "error");
+  } finally {
+    setBusy(false);
   }
 }
 

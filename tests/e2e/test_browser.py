@@ -66,6 +66,9 @@ def sign_in(page: Page, stack: E2EStack) -> None:
     page.get_by_label("Password").fill(stack.password)
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("heading", name="Your avatar")).to_be_visible()
+    # Settled: the current avatar (if any) fetched and painted, the file input usable.
+    expect(page.locator("#file")).to_be_enabled()
+    expect(page.locator("#avatar")).not_to_have_attribute("data-state", "placeholder")
 
 
 def test_the_page_signs_in_uploads_and_shows_the_avatar(page: Page, stack: E2EStack, tmp_path: Path) -> None:
