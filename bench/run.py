@@ -52,13 +52,20 @@ TARGET_RATIO = 0.7  # issue 3: imgpipe <= 0.7x sharp's time on 12 MP and larger 
 FUNCTION_MEMORY_MB = 1024  # issue 3: 48 MP inside a 1024 MB function
 
 
-def commands(image: Path, patched: Path | None = None) -> dict[str, list[str]]:
+# Opt-in variants of imgpipe: these patches (in order) applied to a copy of layers/shared, so a
+# proposed change to imaging.py is measured in the same round-robin as the committed code.
+PATCHED = {
+    "imgpipe+patch": ("proposed_imaging.patch",),
+    "imgpipe+fastdraft": ("proposed_imaging.patch", "proposed_imaging_fast_draft.patch"),
+}
+
+
+def commands(image: Path, patched: dict[str, Path] | None = None) -> dict[str, list[str]]:
     imgpipe = [sys.executable, str(BENCH / "imgpipe_worker.py"), str(image)]
+    variants = {name: ["env", f"PYTHONPATH={root}", *imgpipe] for name, root in (patched or {}).items()}
     return {
         "imgpipe": imgpipe,
-        # Opt-in: imgpipe with bench/proposed_imaging.patch applied to a copy of the shared
-        # package, measured in the same round-robin as the committed code.
-        "imgpipe+patch": ["env", f"PYTHONPATH={patched}", *imgpipe],
+        **{name: variants.get(name, ["false"]) for name in PATCHED},
         "sharp": ["node", str(BENCH / "sharp_worker.js"), str(image), "derive"],
         "pyvips": [str(BENCH_PYTHON), str(BENCH / "pyvips_worker.py"), str(image)],
         # Opt-in: sharp the way its README shows it, one pipeline per output.
@@ -145,7 +152,7 @@ class Measured:
 
 
 def bench_image(
-    path: Path, impls: tuple[str, ...], iterations: int, warmup: int, patched: Path | None
+    path: Path, impls: tuple[str, ...], iterations: int, warmup: int, patched: dict[str, Path]
 ) -> dict[str, Measured]:
     argv = commands(path, patched)
     measured = {impl: Measured(impl) for impl in impls}
@@ -264,15 +271,17 @@ def install_references(impls: tuple[str, ...]) -> None:
             stamp.touch()
 
 
-def patched_package(workdir: Path) -> Path:
-    """A copy of layers/shared with bench/proposed_imaging.patch applied; returns its import root."""
+def patched_package(workdir: Path, patches: tuple[str, ...]) -> Path:
+    """A copy of layers/shared with `patches` applied in order; returns its import root."""
     shutil.copytree(ROOT / "layers" / "shared", workdir / "layers" / "shared")
-    patch = BENCH / "proposed_imaging.patch"
-    done = subprocess.run(
-        ["patch", "-p1", "--batch", "-d", str(workdir), "-i", str(patch)], capture_output=True, text=True
-    )
-    if done.returncode:
-        raise SystemExit(f"bench: {patch.name} no longer applies to imaging.py:\n{done.stdout}{done.stderr}")
+    for name in patches:
+        done = subprocess.run(
+            ["patch", "-p1", "--batch", "-d", str(workdir), "-i", str(BENCH / name)],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode:
+            raise SystemExit(f"bench: {name} no longer applies to imaging.py:\n{done.stdout}{done.stderr}")
     return workdir / "layers" / "shared"
 
 
@@ -452,14 +461,14 @@ def main(argv: list[str] | None = None) -> int:
 
     scratch = Path(tempfile.mkdtemp(prefix="imgpipe-bench-"))
     try:
-        patched = patched_package(scratch) if "imgpipe+patch" in impls else None
+        patched = {name: patched_package(scratch / name, PATCHED[name]) for name in impls if name in PATCHED}
         return _run(args, impls, names, warmup, patched)
     finally:
         shutil.rmtree(scratch)
 
 
 def _run(
-    args: argparse.Namespace, impls: tuple[str, ...], names: list[str], warmup: int, patched: Path | None
+    args: argparse.Namespace, impls: tuple[str, ...], names: list[str], warmup: int, patched: dict[str, Path]
 ) -> int:
     specs = [s for s in images.SPECS if s.name in names]
     started = datetime.now(UTC)
