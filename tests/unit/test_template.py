@@ -492,3 +492,11 @@ def test_rules_refuse_a_stack_that_trusts_no_issuer_or_half_a_custom_domain():
     arn = "arn:aws:acm:us-east-1:111122223333:certificate/0a1b2c3d-1111-2222-3333-444455556666"
     assert not rules_hold({"CdnCertificateArn": arn})
     assert rules_hold({"CdnDomainName": "img.example.com", "CdnCertificateArn": arn})
+
+
+@pytest.mark.parametrize(("value", "reserved"), [("20", 20), ("0", None)])
+def test_processor_concurrency_is_reserved_unless_set_to_0(value, reserved):
+    cfn, resolver = _build({"ProcessorReservedConcurrency": value})
+    props = resolver.resolve(cfn["Resources"]["ProcessImageFunction"]["Properties"])
+    got = props.get("ReservedConcurrentExecutions")
+    assert (int(got) if got is not None else None) == reserved
