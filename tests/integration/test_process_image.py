@@ -269,17 +269,26 @@ def test_duplicate_event_changes_nothing(aws, app, lambda_context, capsys):
 
 
 def test_duplicate_repairs_stable_copies_a_crash_left_behind(aws, app, lambda_context):
-    # Given an event whose commit landed but whose stable copies were never written
+    # Given an event whose commit landed, then the run crashed checking its stable copies
+    # after an older writer had overwritten them
     first = upload(aws, image_bytes((10, 200, 10)), "upload-1")
     app.lambda_handler(s3_event(first, SEQ[0]), lambda_context)
+    old_version = manifest(aws)["avatar"]["version"]
     second = upload(aws, image_bytes((10, 10, 200)), "upload-2")
     failing = boto3.client("s3")
 
-    def crash(params: dict[str, Any], **_: Any) -> None:
-        if params["Key"] == keys.stable_key(USER, FILES[0]):
-            raise ConnectionError("simulated crash after the commit")
+    def older_writer_then_crash(params: dict[str, Any], **_: Any) -> None:
+        for name in FILES:
+            aws.copy_object(
+                Bucket=ASSETS,
+                Key=keys.stable_key(USER, name),
+                CopySource={"Bucket": ASSETS, "Key": keys.versioned_key(USER, old_version, name)},
+                MetadataDirective="REPLACE",
+                Metadata={"imgpipe-version": old_version},
+            )
+        raise ConnectionError("simulated crash after the commit")
 
-    failing.meta.events.register("provide-client-params.s3.PutObject", crash)
+    failing.meta.events.register("provide-client-params.s3.HeadObject", older_writer_then_crash)
     with pytest.raises(ConnectionError):
         avatars.handle_upload(failing, app.CONFIG, sequencer=SEQ[1], **second)
     version = manifest(aws)["avatar"]["version"]
@@ -377,7 +386,7 @@ def test_newer_commit_during_processing_makes_the_older_skip(aws, app):
 
 
 def test_late_older_writer_cannot_leave_its_stable_copies(aws, app):
-    # Given the older upload committed, then stalled before writing its stable copies
+    # Given the older upload stalled while writing its stable copies
     older = upload(aws, image_bytes((90, 0, 90)), "upload-old")
     newer = upload(aws, image_bytes((0, 90, 90)), "upload-new")
     older_client = boto3.client("s3")
@@ -395,8 +404,8 @@ def test_late_older_writer_cannot_leave_its_stable_copies(aws, app):
     # When the older writer resumes and writes its (now stale) stable copies
     outcome = avatars.handle_upload(older_client, app.CONFIG, sequencer=SEQ[0], **older)
 
-    # Then it notices the newer commit and puts the newer renditions back
-    assert outcome.status == "processed"
+    # Then it notices the newer commit, skips, and puts the newer renditions back
+    assert (outcome.status, outcome.reason) == ("skipped", "stale")
     assert results[0].status == "processed"
     assert manifest(aws)["avatar"]["version"] == results[0].version
     for name in FILES:
@@ -554,13 +563,21 @@ def test_avatar_erased_while_processing_is_not_resurrected(aws, app):
         client,
         "PutObject",
         lambda params: params["Key"] == keys.manifest_key(USER),
-        lambda: aws.delete_object(Bucket=ASSETS, Key=keys.manifest_key(USER)),
+        lambda: erase_assets(aws),
     )
 
     outcome = avatars.handle_upload(client, app.CONFIG, sequencer=SEQ[1], **second)
 
     assert (outcome.status, outcome.reason) == ("skipped", "gone")
-    assert "Contents" not in aws.list_objects_v2(Bucket=ASSETS, Prefix=keys.manifest_key(USER))
+    # Nothing of the user's survives in the assets bucket: not the manifest, nor the
+    # renditions this run wrote before it learnt of the erase.
+    assert "Contents" not in aws.list_objects_v2(Bucket=ASSETS, Prefix=keys.user_prefix(USER))
+
+
+def erase_assets(aws):
+    listing = aws.list_objects_v2(Bucket=ASSETS, Prefix=keys.user_prefix(USER))
+    for obj in listing.get("Contents", []):
+        aws.delete_object(Bucket=ASSETS, Key=obj["Key"])
 
 
 @pytest.mark.parametrize(
@@ -576,3 +593,28 @@ def test_misconfiguration_fails_at_import(aws, monkeypatch, name, value, complai
     monkeypatch.setenv(name, value)
     with pytest.raises(SettingsError, match=complaint):
         load_module(ROOT / "functions/process_image")
+
+
+def test_stable_copies_show_the_new_avatar_before_the_manifest_says_ready(aws, app):
+    # Given a user with an avatar and a new upload being processed
+    first = upload(aws, image_bytes((200, 10, 10)), "upload-1")
+    avatars.handle_upload(aws, app.CONFIG, sequencer=SEQ[0], **first)
+    second = upload(aws, image_bytes((10, 200, 10)), "upload-2")
+    client = boto3.client("s3")
+    seen_at_commit: list[str] = []
+    on_first(
+        client,
+        "PutObject",
+        lambda params: params["Key"] == keys.manifest_key(USER),
+        lambda: seen_at_commit.extend(
+            aws.head_object(Bucket=ASSETS, Key=keys.stable_key(USER, name))["Metadata"]["imgpipe-version"]
+            for name in FILES
+        ),
+    )
+
+    # When its manifest is committed
+    outcome = avatars.handle_upload(client, app.CONFIG, sequencer=SEQ[1], **second)
+
+    # Then every stable URL already served the new version at that moment
+    assert outcome.status == "processed"
+    assert seen_at_commit == [outcome.version] * len(FILES)

@@ -11,8 +11,9 @@ avatar.json with the upload it describes:
   older upload arriving late, and changes nothing;
 - avatar.json is committed with a conditional write against the ETag read, so two
   concurrent processors cannot both win; the loser re-reads and re-decides;
-- stable copies are written after the commit and then checked against the committed
-  document, so a slow older writer can never leave its renditions at the stable URLs.
+- stable copies are written just before the commit (so "ready" never names a picture the
+  stable URL does not show yet) and checked against the committed document afterwards,
+  so a slow older writer can never leave its renditions at the stable URLs.
 """
 
 from __future__ import annotations
@@ -395,11 +396,9 @@ def _publish(
             user=user, upload_id=upload.upload_id, sequencer=upload.sequencer, avatar=avatar, at=utc_now()
         )
 
-    skipped = _commit(s3, bucket, upload, doc, doc_etag, build)
-    if skipped is not None:
-        logger.info("a newer upload was committed meanwhile; skipped", extra=upload.log(reason=skipped))
-        return Outcome("skipped", skipped, user=user, upload_id=upload.upload_id, bytes_in=bytes_in)
-
+    # Stable copies before the commit, so a client that sees "ready" in avatar.json and
+    # loads the stable URL gets the new picture. If this upload turns out to be stale,
+    # settle_stable puts the committed version back.
     for output in result.outputs:
         s3.put_object(
             Bucket=bucket,
@@ -409,7 +408,19 @@ def _publish(
             CacheControl=CACHE_STABLE,
             Metadata={VERSION_METADATA: result.version},
         )
-    settle_stable(s3, bucket, user, written=result.version)
+    skipped = _commit(s3, bucket, upload, doc, doc_etag, build)
+    if skipped == "gone":
+        # The user erased their avatar meanwhile: take back what this run wrote.
+        written = [keys.versioned_key(user, result.version, o.filename) for o in result.outputs]
+        written += [keys.stable_key(user, o.filename) for o in result.outputs]
+        s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in written], "Quiet": True})
+    else:
+        # written=None: check every copy, since a concurrent writer may have replaced
+        # ours between our writes and our commit.
+        settle_stable(s3, bucket, user, written=None)
+    if skipped is not None:
+        logger.info("a newer upload was committed meanwhile; skipped", extra=upload.log(reason=skipped))
+        return Outcome("skipped", skipped, user=user, upload_id=upload.upload_id, bytes_in=bytes_in)
     bytes_out = sum(len(output.data) for output in result.outputs)
     logger.info("avatar processed", extra=upload.log(version=result.version, bytesOut=bytes_out))
     return Outcome(
