@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import signal
+import sys
 import threading
 import time
 from types import FrameType
@@ -49,7 +51,19 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, stop)
     started = time.perf_counter()
     ports = Ports(args.moto_port, args.api_port, args.cdn_port, args.web_port)
-    with LocalStack(root=args.root, ports=ports, template=args.template, parameters=parameters) as stack:
+    stack = LocalStack(root=args.root, ports=ports, template=args.template, parameters=parameters)
+    try:
+        stack.start()
+    except OSError as error:
+        if error.errno != errno.EADDRINUSE:
+            raise
+        print(
+            f"imgpipe dev: a port is already in use ({error}). Is another `make dev` running?\n"
+            "Stop it, or pick other ports: --moto-port/--api-port/--cdn-port/--web-port (0 = any free port).",
+            file=sys.stderr,
+        )
+        return 1
+    with stack:
         print(
             f"""
 imgpipe local stack ready in {time.perf_counter() - started:.1f} s

@@ -72,3 +72,35 @@ def test_dev_prints_urls_and_credentials_serves_and_stops_on_sigterm() -> None:
         # As a server binds: connections we closed may linger in TIME_WAIT, a listener may not.
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         probe.bind(("127.0.0.1", port))
+
+
+def test_dev_explains_a_busy_port() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "imgpipe_local",
+                "dev",
+                "--moto-port",
+                "0",
+                "--api-port",
+                str(port),
+                "--cdn-port",
+                "0",
+                "--web-port",
+                "0",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    assert result.returncode == 1
+    assert "already in use" in result.stderr
+    assert "--api-port" in result.stderr

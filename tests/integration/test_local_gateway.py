@@ -312,3 +312,33 @@ def test_an_integration_vary_header_is_kept_and_gains_origin(api: ServedApi) -> 
     response = requests.post(f"{api.url}/reply", json=reply, headers={"Origin": ORIGIN}, timeout=10)
 
     assert response.raw.headers.getlist("Vary") == ["Accept-Encoding, Origin"]
+
+
+POLICY_AUTH_HANDLER = """\
+def lambda_handler(event, context):
+    token = event["identitySource"][0]
+    api_arn = event["routeArn"].rsplit("/", 3)[0]
+    effect = "Allow" if token == "Bearer ok" else "Deny"
+    return {
+        "principalId": "user",
+        "policyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [{"Action": "execute-api:Invoke", "Effect": effect, "Resource": api_arn + "/*"}],
+        },
+        "context": {"sub": "from-policy"},
+    }
+"""
+
+
+def test_iam_policy_responses_are_evaluated_when_simple_responses_are_off(tmp_path: Path) -> None:
+    text = API_TEMPLATE.replace("EnableSimpleResponses: true", "EnableSimpleResponses: false")
+    api_project(tmp_path, text)
+    (tmp_path / "auth" / "app.py").write_text(POLICY_AUTH_HANDLER)
+
+    with serve_api(tmp_path / "template.yaml") as api:
+        allowed = requests.post(f"{api.url}/echo", headers={"Authorization": "Bearer ok"}, timeout=10)
+        denied = requests.post(f"{api.url}/echo", headers={"Authorization": "Bearer no"}, timeout=10)
+
+    assert allowed.status_code == 200
+    assert allowed.json()["event"]["requestContext"]["authorizer"]["lambda"] == {"sub": "from-policy"}
+    assert denied.status_code == 403
