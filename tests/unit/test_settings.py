@@ -32,17 +32,3 @@ def test_values_are_converted_to_the_declared_types():
 def test_malformed_values_fail_naming_the_variable(name, raw):
     with pytest.raises(SettingsError, match=name):
         load(Example, {"BUCKET": "b", name: raw})
-
-
-def test_caller_user_comes_from_the_authorizer_context_only():
-    from imgpipe import keys
-
-    assert (
-        keys.caller_user({"sub": "3f1c2a9e-0000-4000-8000-000000000001"})
-        == "3f1c2a9e-0000-4000-8000-000000000001"
-    )
-    assert keys.caller_user({"sub": "auth0|123"}).startswith("u-")
-    assert keys.caller_user({}) is None
-    assert keys.caller_user(None) is None
-    assert keys.caller_user({"sub": ""}) is None
-    assert keys.caller_user({"sub": 42}) is None
