@@ -194,8 +194,12 @@ class Resolver:
             }.get(attribute, f"{name}.{attribute}")
         if kind == "AWS::Lambda::Function" and attribute == "Arn":
             return f"arn:aws:lambda:{self._region}:{self._account}:function:{self.physical_id(logical_id)}"
-        if kind == "AWS::CloudFront::Distribution" and attribute == "DomainName":
-            return distribution_domain(logical_id)
+        if kind == "AWS::CloudFront::Distribution":
+            return distribution_domain(logical_id) if attribute == "DomainName" else ""
+        if kind == "AWS::ApiGatewayV2::Api" and attribute == "ApiEndpoint":
+            return api_placeholder_url(logical_id, self._region)
+        if kind == "AWS::ApiGatewayV2::Api" and attribute == "ApiId":
+            return self.physical_id(logical_id)
         if kind == "AWS::Logs::LogGroup" and attribute == "Arn":
             return f"arn:aws:logs:{self._region}:{self._account}:log-group:{self.physical_id(logical_id)}:*"
         return f"{logical_id}.{attribute}"

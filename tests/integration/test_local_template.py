@@ -167,6 +167,15 @@ def test_a_parameter_default_reaches_the_environment(tmp_path: Path) -> None:
     assert loaded.functions["ProcessImageFunction"].environment["OUTPUT_FORMATS"] == "jpeg,webp,avif"
 
 
+def test_getatt_api_endpoint_is_the_local_api(tmp_path: Path) -> None:
+    path = copy_with(
+        tmp_path,
+        ("\nOutputs:\n", "\nOutputs:\n  Endpoint:\n    Value: !GetAtt HttpApi.ApiEndpoint\n"),
+    )
+
+    assert template.load(path, LOCAL, **URLS).outputs["Endpoint"] == "http://127.0.0.1:3000"
+
+
 def test_missing_required_parameters_are_named(tmp_path: Path) -> None:
     shutil.copy(ROOT / "template.yaml", tmp_path / "template.yaml")
 
