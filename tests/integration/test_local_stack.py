@@ -18,6 +18,9 @@ from imgpipe_local.stack import LocalStack
 
 from tests.conftest import ROOT
 
+# The real functions flush Powertools metrics; an invocation that records none warns.
+pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
+
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[LocalStack]:
