@@ -250,6 +250,8 @@ class LocalStack:
             "userPoolId": pool.user_pool_id,
             "clientId": pool.client_id,
             "region": self.region,
+            # Local only: the page prefills the demo user's sign-in (never in a deployed config.json).
+            "demoUser": {"username": self.demo_user.username, "password": self.demo_user.password},
         }
         if len(self.template.apis) > 1:
             log.warning("several HTTP APIs in the template; serving %s", self.template.apis[0].logical_id)

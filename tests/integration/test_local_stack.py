@@ -130,6 +130,7 @@ def test_the_web_server_serves_config_json(stack: LocalStack) -> None:
         "userPoolId": stack.web_config["userPoolId"],
         "clientId": stack.web_config["clientId"],
         "region": "us-east-1",
+        "demoUser": {"username": stack.demo_user.username, "password": stack.demo_user.password},
     }
 
 
