@@ -12,7 +12,7 @@ EXIF_ORIENTATION = 0x0112
 
 # What ImageOps.exif_transpose does for each orientation, undone: applying this to the
 # displayed image gives the pixels a camera would store under that tag.
-_STORE_AS = {
+STORE_AS = {
     1: None,
     2: Image.Transpose.FLIP_LEFT_RIGHT,
     3: Image.Transpose.ROTATE_180,
@@ -33,7 +33,7 @@ def photo_jpeg(width: int = 3000, height: int = 4000, *, orientation: int = 6, q
     half and cool in its lower half, stored rotated under an EXIF Orientation tag — a
     rendition that ignored the tag would not be warm on top.
     """
-    if orientation not in _STORE_AS:
+    if orientation not in STORE_AS:
         raise ValueError(f"EXIF orientation must be 1-8, got {orientation}")
     size = (width, height)
     shade = Image.merge(
@@ -49,7 +49,7 @@ def photo_jpeg(width: int = 3000, height: int = 4000, *, orientation: int = 6, q
     image = Image.blend(halves, shade, 0.2)
     noise = Image.effect_noise(size, 40).convert("RGB")
     image = Image.blend(image, noise, 0.15)
-    transpose = _STORE_AS[orientation]
+    transpose = STORE_AS[orientation]
     if transpose is not None:
         image = image.transpose(transpose)
     exif = Image.Exif()

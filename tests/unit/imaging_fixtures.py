@@ -14,24 +14,12 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
+from imgpipe_local.samples import STORE_AS
 from PIL import Image, ImageCms
 
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
 
 # --- orientation ----------------------------------------------------------------------------
-
-# The inverse of what a viewer applies for each EXIF orientation: storing the upright picture
-# transformed this way means a correct reader shows it upright again.
-_STORE = {
-    1: None,
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_90,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_270,
-}
 
 
 def quadrants(width: int = 1200, height: int = 800) -> Image.Image:
@@ -45,7 +33,7 @@ def quadrants(width: int = 1200, height: int = 800) -> Image.Image:
 
 def orientation(n: int) -> bytes:
     upright = quadrants()
-    stored = upright.transpose(_STORE[n]) if _STORE[n] is not None else upright
+    stored = upright.transpose(STORE_AS[n]) if STORE_AS[n] is not None else upright
     exif = Image.Exif()
     exif[0x0112] = n
     return save(stored, "JPEG", quality=95, exif=exif.tobytes())
