@@ -53,17 +53,23 @@ def _caller_user() -> str:
     return user
 
 
+def _bad_request(message: str) -> BadRequestError:
+    # Counted, so a client stuck sending bad requests shows on the dashboard.
+    metrics.add_metric(name="UploadRequestRefused", unit=MetricUnit.Count, value=1)
+    return BadRequestError(message)
+
+
 def _requested_content_type() -> str:
     try:
         body = json.loads(app.current_event.decoded_body or "")
     except (ValueError, UnicodeDecodeError):
-        raise BadRequestError('body must be JSON like {"contentType": "image/png"}') from None
+        raise _bad_request('body must be JSON like {"contentType": "image/png"}') from None
     if not isinstance(body, dict) or "contentType" not in body:
-        raise BadRequestError('body must be JSON like {"contentType": "image/png"}')
+        raise _bad_request('body must be JSON like {"contentType": "image/png"}')
     try:
         return uploads.normalize_content_type(body["contentType"])
     except uploads.UploadRequestError as error:
-        raise BadRequestError(str(error)) from None
+        raise _bad_request(str(error)) from None
 
 
 @app.post("/avatars/key_upload")
