@@ -44,7 +44,7 @@ from fractions import Fraction
 from PIL import ExifTags, Image, ImageCms, features
 
 # Bump when a code change alters output pixels/bytes, so versions (and immutable URLs) change.
-PIPELINE_VERSION = "1"
+PIPELINE_VERSION = "2"
 
 FITS = ("cover", "contain")
 MAX_RENDITION_SIDE = 4096
@@ -83,11 +83,18 @@ WEBP_METHOD = 4
 AVIF_SPEED = 8
 
 # Renditions are resized from an image at least this many times larger (when the source
-# allows): JPEG DCT scaling and `reduce` sharpen/alias a little and the final Lanczos pass
-# cleans that up - libvips' thumbnail leaves the same factor of 2 after shrink-on-load.
-# Measured on a 12 MP JPEG: decoding at 1/4 instead of 1/2 halves the time but costs
-# ~6 dB PSNR on the 512px rendition (39 dB on a 2 MP source).
+# allows): `reduce` is a box filter that aliases a little and the final Lanczos pass cleans
+# that up - libvips' thumbnail leaves the same factor of 2 after its shrink. (JPEG's scaled
+# IDCT filters better and gets no headroom, see JPEG_DRAFT_GAP.)
 REDUCING_GAP = 2.0
+# sharp's default (fastShrinkOnLoad) decodes JPEGs with no such headroom: the scaled IDCT is a
+# better low-pass than a box filter. Measured on the bench's photo-like JPEGs (sensor noise
+# included), 512px cover rendition against one Lanczos-resized from the full decode: 45.8 dB
+# from 12 MP (1/4 decode; 51.3 dB with the 2x headroom), 39.2 dB from 2 MP (1/2 decode) - while
+# JPEG q82 itself is 28-30 dB from that reference, so the loss is far below the encoder's.
+# Saves ~25-50% of the time from 12 MP up; periodic detail near the pixel pitch (fabric, zone
+# plates) can show a little moire.
+JPEG_DRAFT_GAP = 1.0
 
 PLACEHOLDER_SIDE = 16
 PLACEHOLDER_MAX_BYTES = 1024
@@ -471,9 +478,12 @@ def _bomb_check(max_pixels: int) -> Iterator[None]:
         Image.MAX_IMAGE_PIXELS = previous
 
 
-def _decode(data: bytes, fmt: str, options: Options) -> tuple[Image.Image, tuple[int, int], bytes | None]:
-    """Frame 0, oriented, at the smallest size every rendition can be made from; still in
-    the source's colour space (L, LA, RGB, RGBA or CMYK) with its ICC profile beside it."""
+def _decode(
+    data: bytes, fmt: str, options: Options
+) -> tuple[Image.Image, tuple[int, int], bytes | None, int]:
+    """Frame 0 at the smallest size every rendition can be made from, still in the source's
+    colour space (L, LA, RGB, RGBA or CMYK) and stored axes, with its ICC profile and EXIF
+    orientation beside it (`_resize` orients the small result rather than the big source)."""
     im = _open_checked(data, fmt, options)
     stored = im.size  # draft() changes im.size
     icc = im.info.get("icc_profile")
@@ -481,7 +491,7 @@ def _decode(data: bytes, fmt: str, options: Options) -> tuple[Image.Image, tuple
         # JPEG's EXIF comes from its header, so the orientation is known before decoding and
         # the reduced-scale decode can be sized in the right axes.
         orientation = _orientation(im)
-        im.draft("RGB", _decode_size(options, stored, orientation))
+        im.draft("RGB", _decode_size(options, stored, orientation, JPEG_DRAFT_GAP))
     # Frame 0 only: nothing seeks further, so an animation's frame count costs nothing. Loaded
     # before reading EXIF for the other formats: PNG's getexif() decodes the image itself,
     # and a decoding error must not be mistaken for a bad EXIF block.
@@ -497,12 +507,12 @@ def _decode(data: bytes, fmt: str, options: Options) -> tuple[Image.Image, tuple
     factor = min(work.size[0] // want[0], work.size[1] // want[1])
     if factor >= 2:
         work = work.reduce(factor)
-    if orientation in _ORIENTATION_TRANSPOSE:
-        work = work.transpose(_ORIENTATION_TRANSPOSE[orientation])
-    return work, displayed, icc
+    return work, displayed, icc, orientation
 
 
-def _decode_size(options: Options, stored: tuple[int, int], orientation: int) -> tuple[int, int]:
+def _decode_size(
+    options: Options, stored: tuple[int, int], orientation: int, gap: float = REDUCING_GAP
+) -> tuple[int, int]:
     """The smallest stored-axes size to decode to: enough for every rendition, with headroom
     for the final Lanczos pass."""
     swap = orientation in _SWAPS_AXES
@@ -512,7 +522,7 @@ def _decode_size(options: Options, stored: tuple[int, int], orientation: int) ->
     need_h = max(h for _, h in needed)
     if swap:
         need_w, need_h = need_h, need_w
-    return max(1, int(need_w * REDUCING_GAP)), max(1, int(need_h * REDUCING_GAP))
+    return max(1, int(need_w * gap)), max(1, int(need_h * gap))
 
 
 # --- renditions -----------------------------------------------------------------------------
@@ -524,8 +534,12 @@ def _crop_key(rendition: Rendition) -> object:
     return "full" if rendition.fit == "contain" else Fraction(rendition.width, rendition.height)
 
 
-def _resize(im: Image.Image, rendition: Rendition) -> Image.Image:
-    width, height = im.size
+def _resize(im: Image.Image, rendition: Rendition, orientation: int = 1) -> Image.Image:
+    """`rendition` of `im`, which is stored with EXIF `orientation`: the crop is computed as
+    displayed, resized in the stored axes, and only the small result is transposed (a centred
+    box maps to the stored axes by swapping its x and y when the orientation swaps them)."""
+    swap = orientation in _SWAPS_AXES
+    width, height = (im.size[1], im.size[0]) if swap else im.size
     if rendition.fit == "contain":
         size = _needed_size(rendition, width, height)
         box = (0.0, 0.0, float(width), float(height))
@@ -542,9 +556,16 @@ def _resize(im: Image.Image, rendition: Rendition) -> Image.Image:
             crop_h = width / target
             top = (height - crop_h) / 2
             box = (0.0, top, float(width), top + crop_h)
-    if size == im.size and box == (0.0, 0.0, float(width), float(height)):
-        return im.copy()
-    return im.resize(size, Image.Resampling.LANCZOS, box=box, reducing_gap=REDUCING_GAP)
+    if swap:
+        size = (size[1], size[0])
+        box = (box[1], box[0], box[3], box[2])
+    if size == im.size and box == (0.0, 0.0, float(im.size[0]), float(im.size[1])):
+        out = im.copy()
+    else:
+        out = im.resize(size, Image.Resampling.LANCZOS, box=box, reducing_gap=REDUCING_GAP)
+    if orientation in _ORIENTATION_TRANSPOSE:
+        out = out.transpose(_ORIENTATION_TRANSPOSE[orientation])
+    return out
 
 
 def _encode(im: Image.Image, fmt: str, options: Options) -> bytes:
@@ -607,7 +628,7 @@ def process(data: bytes, options: Options) -> Result:
     notes: list[str] = []
     try:
         with _bomb_check(options.max_pixels):
-            work, source, icc = _decode(data, fmt, options)
+            work, source, icc, orientation = _decode(data, fmt, options)
     except ImageRejected:
         raise
     except _BAD_DATA_ERRORS as exc:
@@ -623,18 +644,21 @@ def process(data: bytes, options: Options) -> Result:
     # (already sRGB); only those made from the working image need the colour transform.
     order = sorted(options.renditions, key=lambda r: r.width * r.height, reverse=True)
     images: dict[Rendition, Image.Image] = {}
+    shown = (work.size[1], work.size[0]) if orientation in _SWAPS_AXES else work.size
     for rendition in order:
         base = work
         for done, image in images.items():
             if (
                 _crop_key(done) == _crop_key(rendition)
-                and rendition.width <= image.size[0] <= work.size[0]
-                and rendition.height <= image.size[1] <= work.size[1]
+                and rendition.width <= image.size[0] <= shown[0]
+                and rendition.height <= image.size[1] <= shown[1]
                 and image.size[0] * image.size[1] < base.size[0] * base.size[1]
             ):
                 base = image
-        resized = _resize(base, rendition)
-        images[rendition] = _to_srgb(resized, icc, notes) if base is work else resized
+        if base is work:
+            images[rendition] = _to_srgb(_resize(work, rendition, orientation), icc, notes)
+        else:
+            images[rendition] = _resize(base, rendition)
 
     outputs = []
     for rendition in options.renditions:
