@@ -506,3 +506,23 @@ def test_options_validate() -> None:
         70,
         1000,
     )
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "P", "I;16"])
+def test_strip_reduce_matches_a_whole_image_reduce(mode: str) -> None:
+    # _reduce works strip by strip to avoid a full-size premultiplied/converted copy; the
+    # pixels must be those of the plain reduce, edges (sizes not a multiple of 7) included.
+    rng = random.Random(mode)
+    width, height = 7 * imaging._REDUCE_STRIP_ROWS // 3 + 5, 7 * imaging._REDUCE_STRIP_ROWS * 2 + 3
+    noise = Image.frombytes("RGBA", (width, height), rng.randbytes(width * height * 4))
+    if mode == "P":
+        source = noise.convert("RGB").quantize(64)
+        source.info["transparency"] = 3
+    elif mode == "I;16":
+        source = noise.convert("L").convert("I").point(lambda v: v * 257).convert("I;16")
+    else:
+        source = noise.convert(mode)
+    expected = imaging._to_resizable(source).reduce(7)
+    actual = imaging._reduce(source, 7)
+    assert (actual.mode, actual.size) == (expected.mode, expected.size)
+    assert actual.tobytes() == expected.tobytes()
