@@ -526,3 +526,32 @@ def test_strip_reduce_matches_a_whole_image_reduce(mode: str) -> None:
     actual = imaging._reduce(source, 7)
     assert (actual.mode, actual.size) == (expected.mode, expected.size)
     assert actual.tobytes() == expected.tobytes()
+
+
+@pytest.mark.parametrize("lossless", [True, False])
+def test_still_webp_with_alpha_through_libwebps_simple_decoder(lossless: bool) -> None:
+    # Still WebPs skip Pillow's animation decoder (two full-size canvases); Pillow's wheel
+    # bundles libwebp, so this path is the one that runs here and in the Lambda layer.
+    assert imaging._libwebp() is not None
+    source = fx.quadrants(200, 100).convert("RGBA")
+    source.paste((0, 0, 0, 0), (0, 0, 100, 50))  # top-left quadrant transparent
+    result = imaging.process(fx.save(source, "WEBP", lossless=lossless, quality=90), SMALL)
+    webp = decoded(output(result, "150x150", "webp"))
+    assert (webp.mode, webp.size) == ("RGBA", (150, 75))
+    assert webp.getpixel((4, 4))[3] == 0
+    assert close(webp.getpixel((145, 4)), (*fx.GREEN, 255))
+    jpeg = decoded(output(result, "150x150", "jpeg"))
+    assert close(jpeg.getpixel((4, 4)), fx.WHITE)
+    assert close(jpeg.getpixel((4, 70)), fx.BLUE)
+
+
+def test_damaged_still_webp_is_rejected() -> None:
+    source = fx.save(fx.quadrants(200, 100), "WEBP", quality=90)
+    at = source.index(b"VP8 ") + 20
+    damaged = source[:at] + bytes(b ^ 0xFF for b in source[at : at + 64]) + source[at + 64 :]
+    with pytest.raises(imaging.ImageRejected) as caught:
+        imaging.process(damaged, SMALL)
+    assert caught.value.reason in {"decode_error", "truncated"}
+    with pytest.raises(imaging.ImageRejected) as caught:
+        imaging.process(source[: len(source) // 2], SMALL)
+    assert caught.value.reason in {"decode_error", "truncated"}

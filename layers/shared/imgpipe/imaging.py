@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import ctypes
+import functools
 import hashlib
 import io
 import re
@@ -40,6 +42,7 @@ import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
+from pathlib import Path
 
 from PIL import ExifTags, Image, ImageCms, features
 
@@ -381,7 +384,8 @@ def _classify(exc: BaseException) -> ImageRejected:
 
 
 # Peak memory per pixel differs by decoder (measured at 49 MP: PNG RGBA ~8 bytes, AVIF ~9,
-# WebP ~16 - libwebp decodes into a full RGBA canvas that Pillow then copies). WebP pixels
+# animated WebP ~16 - libwebp's animation decoder composes into two full RGBA canvases that
+# Pillow then copies; a still WebP is ~4, see _webp_still). WebP pixels
 # count double against max_pixels so every format stays within the same memory budget
 # (50 MP ~ 800 MB at most, for the 1024 MB processor).
 _PIXEL_WEIGHT = {"webp": 2}
@@ -495,9 +499,13 @@ def _decode(
     # Frame 0 only: nothing seeks further, so an animation's frame count costs nothing. Loaded
     # before reading EXIF for the other formats: PNG's getexif() decodes the image itself,
     # and a decoding error must not be mistaken for a bad EXIF block.
-    im.load()
+    still = _webp_still(data, im) if fmt == "webp" else None
+    if still is None:
+        im.load()
     if fmt != "jpeg":
         orientation = _orientation(im)
+    if still is not None:
+        im = still
     swap = orientation in _SWAPS_AXES
     # Reported as displayed (after orientation): that is the picture's shape for its owner.
     displayed = (stored[1], stored[0]) if swap else stored
@@ -534,6 +542,44 @@ def _reduce(im: Image.Image, factor: int) -> Image.Image:
         out.paste(strip, (0, top // factor))
     assert out is not None  # height >= 1
     return out
+
+
+@functools.cache
+def _libwebp() -> ctypes.CDLL | None:
+    """The libwebp inside Pillow's wheel (already loaded by PIL._webp), or None elsewhere."""
+    from PIL import _webp
+
+    for path in sorted((Path(_webp.__file__).parent.parent / "pillow.libs").glob("libwebp-*.so*")):
+        lib = ctypes.CDLL(str(path))
+        lib.WebPDecodeRGBAInto.restype = ctypes.c_void_p
+        lib.WebPDecodeRGBAInto.argtypes = [
+            ctypes.c_char_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int
+        ]  # fmt: skip
+        return lib
+    return None
+
+
+def _webp_still(data: bytes, im: Image.Image) -> Image.Image | None:
+    """A still WebP decoded by libwebp straight into the buffer the returned image maps.
+
+    Pillow decodes every WebP through libwebp's animation decoder, which composes into two
+    full-size RGBA canvases and hands Pillow a bytes copy that Pillow copies again: a 12 MP
+    WebP peaked at ~220 MB, twice sharp's 115 MB. libwebp's simple API writes one RGBA buffer
+    (48 MB at 12 MP), mapped without a copy. Animations, and a Pillow without its bundled
+    libwebp, keep Pillow's own path (None).
+    """
+    lib = _libwebp()
+    if lib is None or getattr(im, "n_frames", 1) != 1:
+        return None
+    width, height = im.size
+    pixels = bytearray(width * height * 4)
+    target = (ctypes.c_char * len(pixels)).from_buffer(pixels)
+    # libwebp parses the size itself and refuses (NULL) a buffer too small for it.
+    if not lib.WebPDecodeRGBAInto(data, len(data), ctypes.addressof(target), len(pixels), width * 4):
+        raise OSError("libwebp could not decode the image (damaged or truncated)")
+    del target  # release the export, so the image below can map the buffer
+    rawmode = "RGBA" if im.mode == "RGBA" else "RGBX"
+    return Image.frombuffer(rawmode, (width, height), pixels, "raw", rawmode, 0, 1)
 
 
 def _decode_size(
