@@ -11,10 +11,12 @@ The order of the pipeline is chosen for safety first, then speed:
    and `Image.open(formats=[that one])` keeps Pillow from guessing another plugin;
 2. pixel and side caps from the header, before any pixel is decoded - Pillow's own
    decompression-bomb check is kept as a second line, set to the same limit;
-3. JPEGs decode at reduced scale (`draft`), big images are `reduce`d by an integer
-   factor, then oriented, then converted once to sRGB through their ICC profile;
-4. each rendition is resized once (`reducing_gap`) and smaller renditions with the
-   same crop are derived from the largest; each is encoded once, metadata-free.
+3. JPEGs decode at reduced scale (`draft`), still WebPs straight into one buffer, big
+   images are `reduce`d by an integer factor (strip by strip when that needs a
+   conversion, so no full-size copy is made);
+4. each rendition is resized once (`reducing_gap`) in the stored axes, then oriented and
+   converted to sRGB through the ICC profile at its small size; smaller renditions with
+   the same crop are derived from the largest; each is encoded once, metadata-free.
 
 Decisions users see:
 - outputs are untagged sRGB: browsers and the CSS colour spec treat untagged images as
