@@ -52,20 +52,13 @@ TARGET_RATIO = 0.7  # issue 3: imgpipe <= 0.7x sharp's time on 12 MP and larger 
 FUNCTION_MEMORY_MB = 1024  # issue 3: 48 MP inside a 1024 MB function
 
 
-# Opt-in variants of imgpipe: these patches (in order) applied to a copy of layers/shared, so a
-# proposed change to imaging.py is measured in the same round-robin as the committed code.
-PATCHED = {
-    "imgpipe+patch": ("proposed_imaging.patch",),
-    "imgpipe+fastdraft": ("proposed_imaging.patch", "proposed_imaging_fast_draft.patch"),
-}
-
-
-def commands(image: Path, patched: dict[str, Path] | None = None) -> dict[str, list[str]]:
+def commands(image: Path, patched: Path | None = None) -> dict[str, list[str]]:
     imgpipe = [sys.executable, str(BENCH / "imgpipe_worker.py"), str(image)]
-    variants = {name: ["env", f"PYTHONPATH={root}", *imgpipe] for name, root in (patched or {}).items()}
     return {
         "imgpipe": imgpipe,
-        **{name: variants.get(name, ["false"]) for name in PATCHED},
+        # imgpipe with --patch files applied to a copy of layers/shared: a proposed change to
+        # imaging.py measured in the same round-robin as the committed code.
+        "imgpipe+patch": ["env", f"PYTHONPATH={patched}", *imgpipe],
         "sharp": ["node", str(BENCH / "sharp_worker.js"), str(image), "derive"],
         "pyvips": [str(BENCH_PYTHON), str(BENCH / "pyvips_worker.py"), str(image)],
         # Opt-in: sharp the way its README shows it, one pipeline per output.
@@ -152,7 +145,7 @@ class Measured:
 
 
 def bench_image(
-    path: Path, impls: tuple[str, ...], iterations: int, warmup: int, patched: dict[str, Path]
+    path: Path, impls: tuple[str, ...], iterations: int, warmup: int, patched: Path | None
 ) -> dict[str, Measured]:
     argv = commands(path, patched)
     measured = {impl: Measured(impl) for impl in impls}
@@ -271,17 +264,17 @@ def install_references(impls: tuple[str, ...]) -> None:
             stamp.touch()
 
 
-def patched_package(workdir: Path, patches: tuple[str, ...]) -> Path:
+def patched_package(workdir: Path, patches: list[Path]) -> Path:
     """A copy of layers/shared with `patches` applied in order; returns its import root."""
     shutil.copytree(ROOT / "layers" / "shared", workdir / "layers" / "shared")
-    for name in patches:
+    for patch in patches:
         done = subprocess.run(
-            ["patch", "-p1", "--batch", "-d", str(workdir), "-i", str(BENCH / name)],
+            ["patch", "-p1", "--batch", "-d", str(workdir), "-i", str(patch.resolve())],
             capture_output=True,
             text=True,
         )
         if done.returncode:
-            raise SystemExit(f"bench: {name} no longer applies to imaging.py:\n{done.stdout}{done.stderr}")
+            raise SystemExit(f"bench: {patch} does not apply to layers/shared:\n{done.stdout}{done.stderr}")
     return workdir / "layers" / "shared"
 
 
@@ -452,23 +445,34 @@ def main(argv: list[str] | None = None) -> int:
         default=list(DEFAULT_IMPLS),
         help="implementations",
     )
+    parser.add_argument(
+        "--patch",
+        type=Path,
+        action="append",
+        help="a diff against the repository root (-p1), applied to a copy of layers/shared and "
+        "measured as imgpipe+patch beside imgpipe; repeat to apply several in order",
+    )
     args = parser.parse_args(argv)
 
     impls = tuple(args.impls)
+    if args.patch and "imgpipe+patch" not in impls:
+        impls = ("imgpipe", "imgpipe+patch", *(i for i in impls if i != "imgpipe"))
+    if "imgpipe+patch" in impls and not args.patch:
+        parser.error("imgpipe+patch needs --patch FILE")
     install_references(impls)
     names = args.images or (["jpeg-2mp"] if args.quick else [s.name for s in images.SPECS])
     warmup = 0 if args.quick else 1
 
     scratch = Path(tempfile.mkdtemp(prefix="imgpipe-bench-"))
     try:
-        patched = {name: patched_package(scratch / name, PATCHED[name]) for name in impls if name in PATCHED}
+        patched = patched_package(scratch, args.patch) if args.patch else None
         return _run(args, impls, names, warmup, patched)
     finally:
         shutil.rmtree(scratch)
 
 
 def _run(
-    args: argparse.Namespace, impls: tuple[str, ...], names: list[str], warmup: int, patched: dict[str, Path]
+    args: argparse.Namespace, impls: tuple[str, ...], names: list[str], warmup: int, patched: Path | None
 ) -> int:
     specs = [s for s in images.SPECS if s.name in names]
     started = datetime.now(UTC)
