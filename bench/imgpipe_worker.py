@@ -16,7 +16,7 @@ OPTIONS = Options(
     jpeg_quality=JPEG_QUALITY,
     webp_quality=WEBP_QUALITY,
     # The bench measures processing, not the upload cap: a 48 MP camera JPEG or a 12 MP PNG
-    # with alpha is larger than the default 10 MiB, which S3's POST policy enforces anyway.
+    # with alpha is larger than the default 25 MiB, which S3's POST policy enforces anyway.
     max_bytes=1 << 30,
 )
 

@@ -20,7 +20,7 @@ from imgpipe.settings import SettingsError, env
 class Settings:
     uploads_bucket: str = env("UPLOADS_BUCKET")
     assets_bucket: str = env("ASSETS_BUCKET")
-    max_upload_bytes: int = env("MAX_UPLOAD_BYTES", 10 * 1024 * 1024)
+    max_upload_bytes: int = env("MAX_UPLOAD_BYTES", 25 * 1024 * 1024)
     max_image_pixels: int = env("MAX_IMAGE_PIXELS", 50_000_000)
     renditions: str = env("RENDITIONS", "512x512:cover,256x256:cover,128x128:cover")
     output_formats: tuple[str, ...] = env("OUTPUT_FORMATS", ("jpeg", "webp"))

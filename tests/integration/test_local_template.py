@@ -50,7 +50,7 @@ def test_functions_come_with_code_layers_and_resolved_environment(project: templ
     assert presign.environment["UPLOADS_BUCKET"] == "imgpipe-uploads-123456789012"
     # The CloudFront domain of the template points at the local CDN.
     assert presign.environment["ASSETS_BASE_URL"] == "http://127.0.0.1:3100"
-    assert presign.environment["MAX_UPLOAD_BYTES"] == "10485760"
+    assert presign.environment["MAX_UPLOAD_BYTES"] == "26214400"
     assert authorizer.environment["USER_POOL_ID"] == "us-east-1_Local123"
     assert authorizer.environment["JWKS_URL"] == LOCAL["JwksUrl"]
     assert authorizer.environment["POWERTOOLS_SERVICE_NAME"] == "imgpipe"  # from Globals

@@ -211,7 +211,7 @@ class Options:
     formats: tuple[str, ...] = ("jpeg", "webp")
     jpeg_quality: int = 82
     webp_quality: int = 80
-    max_bytes: int = 10 * 1024 * 1024
+    max_bytes: int = 25 * 1024 * 1024
     max_pixels: int = 50_000_000
     # Beyond the pixel cap: a 50,000 x 1000 strip is "only" 50 MP but no avatar.
     max_side: int = 20_000
