@@ -6,9 +6,10 @@ import sys
 from pathlib import Path
 
 import PIL
+from worker_protocol import JPEG_QUALITY, SIZES, WEBP_QUALITY, Output, serve
+
 from imgpipe import imaging
 from imgpipe.imaging import Options, parse_renditions, process
-from worker_protocol import JPEG_QUALITY, SIZES, WEBP_QUALITY, Output, serve
 
 OPTIONS = Options(
     renditions=parse_renditions(",".join(f"{s}x{s}:cover" for s in SIZES)),

@@ -16,6 +16,7 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 )
 from aws_lambda_powertools.utilities.data_classes.common import CaseInsensitiveDict
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from imgpipe.jwt_verify import AuthorizerSettings, JwtVerifier, TokenRejected, bearer_token, jwks_cache
 from imgpipe.settings import load
 

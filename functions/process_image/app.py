@@ -12,6 +12,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from imgpipe import avatars, imaging, settings
 from imgpipe.settings import SettingsError, env
 

@@ -21,9 +21,9 @@ import boto3
 import jwt
 import pytest
 import requests
+
 from imgpipe import keys
 from imgpipe_local.client import Client, Target, Upload
-
 from tests.conftest import ROOT
 
 DEFAULT_ORIGIN = "http://localhost:8000"

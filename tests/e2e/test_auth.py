@@ -12,8 +12,8 @@ import jwt
 import moto.cognitoidp
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
-from imgpipe_local.client import Client
 
+from imgpipe_local.client import Client
 from tests.e2e.conftest import E2EStack
 
 ROUTES = [("POST", "/avatars/key_upload"), ("DELETE", "/avatars")]

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from imgpipe_local import samples
 from playwright.sync_api import Browser, Page, Request, expect, sync_playwright
 
+from imgpipe_local import samples
 from tests.conftest import ROOT
 from tests.e2e.conftest import E2EStack
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import io
 
 import pytest
+
 from imgpipe_local import samples
 from imgpipe_local.client import Client, StepFailed
 from imgpipe_local.demo_cmd import Report, print_report, run_flow
-
 from tests.e2e.conftest import E2EStack
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import io
 
 import pytest
-from imgpipe_local import samples
-from imgpipe_local.client import Client, rendition, renditions
 from PIL import Image
 
+from imgpipe_local import samples
+from imgpipe_local.client import Client, rendition, renditions
 from tests.e2e.conftest import E2EStack, served_at_stable_url, upload_and_wait
 
 

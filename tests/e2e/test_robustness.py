@@ -6,11 +6,11 @@ import io
 import time
 
 import pytest
+from PIL import Image
+
 from imgpipe import keys
 from imgpipe_local import samples
 from imgpipe_local.client import Client, rendition, renditions
-from PIL import Image
-
 from tests.e2e.conftest import (
     GONE_SECONDS,
     E2EStack,

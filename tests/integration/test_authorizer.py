@@ -16,10 +16,10 @@ from typing import Any
 
 import boto3
 import pytest
-from imgpipe.settings import SettingsError
-from imgpipe_local.handlers import Handler, load_handler
 from moto.server import ThreadedMotoServer
 
+from imgpipe.settings import SettingsError
+from imgpipe_local.handlers import Handler, load_handler
 from tests.conftest import FUNCTIONS, load_event
 from tests.jwt_support import (
     CLIENT_ID,

@@ -8,9 +8,9 @@ from typing import Any
 
 import boto3
 import pytest
-from imgpipe_local.handlers import Handler, load_handler
 from moto import mock_aws
 
+from imgpipe_local.handlers import Handler, load_handler
 from tests.conftest import FUNCTIONS, load_event
 
 UPLOADS = "imgpipe-uploads-test"

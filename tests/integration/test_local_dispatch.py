@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from imgpipe_local.stack import LocalStack
 
+from imgpipe_local.stack import LocalStack
 from tests.integration.local_support import RECORDER_HANDLER, TRIGGER_TEMPLATE, recorded, write_project
 
 

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+
 from imgpipe_local import invoke_cmd
 from imgpipe_local.stack import LocalStack
-
 from tests.conftest import ROOT
 from tests.integration.local_support import TRIGGER_TEMPLATE, write_project
 

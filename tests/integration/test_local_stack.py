@@ -10,12 +10,12 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import imgpipe.settings  # noqa: F401 - the host's copy, which the stack must leave alone
 import jwt
 import pytest
 import requests
-from imgpipe_local.stack import LocalStack
 
+import imgpipe.settings  # noqa: F401 - the host's copy, which the stack must leave alone
+from imgpipe_local.stack import LocalStack
 from tests.conftest import ROOT
 
 # The real functions flush Powertools metrics; an invocation that records none warns.

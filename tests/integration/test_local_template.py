@@ -6,9 +6,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from imgpipe_local import template
 from imgpipe_local.template import Resolver, TemplateError
-
 from tests.conftest import ROOT
 
 LOCAL = {

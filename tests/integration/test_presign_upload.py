@@ -16,10 +16,10 @@ from typing import Any
 import boto3
 import pytest
 import requests
-from imgpipe_local.handlers import Handler, load_handler
 from moto.server import ThreadedMotoServer
 from PIL import Image
 
+from imgpipe_local.handlers import Handler, load_handler
 from tests.conftest import FUNCTIONS, load_event
 
 BUCKET = "imgpipe-uploads-test"

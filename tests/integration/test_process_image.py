@@ -15,12 +15,12 @@ from urllib.parse import quote_plus
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from imgpipe import avatars, keys
-from imgpipe.settings import SettingsError
-from imgpipe_local.handlers import load_module
 from moto import mock_aws
 from PIL import Image
 
+from imgpipe import avatars, keys
+from imgpipe.settings import SettingsError
+from imgpipe_local.handlers import load_module
 from tests.conftest import ROOT, load_event
 
 UPLOADS = "imgpipe-uploads-123456789012"

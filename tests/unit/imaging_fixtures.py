@@ -14,8 +14,9 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
-from imgpipe_local.samples import STORE_AS
 from PIL import Image, ImageCms
+
+from imgpipe_local.samples import STORE_AS
 
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
 

@@ -34,8 +34,9 @@ class _Timeout(Exception):
 def _check_result(result: object) -> None:
     import base64
 
-    from imgpipe import imaging
     from PIL import Image
+
+    from imgpipe import imaging
 
     assert isinstance(result, imaging.Result)
     assert result.outputs

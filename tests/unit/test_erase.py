@@ -8,8 +8,9 @@ from typing import Any
 
 import boto3
 import pytest
-from imgpipe import erase
 from moto import mock_aws
+
+from imgpipe import erase
 
 UPLOADS = "erase-uploads"
 ASSETS = "erase-assets"

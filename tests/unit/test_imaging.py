@@ -8,9 +8,9 @@ import random
 from pathlib import Path
 
 import pytest
-from imgpipe import imaging
 from PIL import Image
 
+from imgpipe import imaging
 from tests.unit import imaging_fixtures as fx
 
 SMALL = imaging.Options.from_settings(renditions="64x64:cover,150x150:contain", formats="jpeg,webp")

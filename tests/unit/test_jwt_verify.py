@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+
 from imgpipe import jwt_verify
 from imgpipe.jwt_verify import (
     AuthorizerSettings,
@@ -30,7 +31,6 @@ from imgpipe.jwt_verify import (
     bearer_token,
 )
 from imgpipe.settings import SettingsError, load
-
 from tests.jwt_support import (
     CLIENT_ID,
     DROP,

@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from imgpipe_local import cli, process_cmd
 from PIL import Image
 
+from imgpipe_local import cli, process_cmd
 from tests.unit import imaging_fixtures as fx
 
 

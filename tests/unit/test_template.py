@@ -14,9 +14,9 @@ from graphlib import CycleError, TopologicalSorter
 from typing import Any
 
 import pytest
+
 from imgpipe import keys
 from imgpipe_local.template import Resolver, load_yaml, parameter_values, translate
-
 from tests.conftest import ROOT
 
 STACK = "imgpipe-test"

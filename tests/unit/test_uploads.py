@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import boto3
 import pytest
 from botocore.config import Config
+
 from imgpipe import keys, uploads
 
 ACCESS_KEY = "AKIAIOSFODNN7EXAMPLE"
