@@ -11,6 +11,7 @@ import pytest
 from moto import mock_aws
 
 from imgpipe_local.handlers import Handler, load_handler
+from tests.aws_support import create_distribution
 from tests.conftest import FUNCTIONS, load_event
 
 UPLOADS = "imgpipe-uploads-test"
@@ -44,27 +45,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
         s3.put_bucket_versioning(Bucket=UPLOADS, VersioningConfiguration={"Status": "Enabled"})
         s3.create_bucket(Bucket=ASSETS)
         cloudfront = boto3.client("cloudfront")
-        distribution_id = cloudfront.create_distribution(
-            DistributionConfig={
-                "CallerReference": "imgpipe-test",
-                "Comment": "",
-                "Enabled": True,
-                "Origins": {
-                    "Quantity": 1,
-                    "Items": [
-                        {
-                            "Id": "assets",
-                            "DomainName": f"{ASSETS}.s3.us-east-1.amazonaws.com",
-                            "S3OriginConfig": {"OriginAccessIdentity": ""},
-                        }
-                    ],
-                },
-                "DefaultCacheBehavior": {
-                    "TargetOriginId": "assets",
-                    "ViewerProtocolPolicy": "redirect-to-https",
-                },
-            }
-        )["Distribution"]["Id"]
+        distribution_id = create_distribution(cloudfront, ASSETS)
         for user in (SUB, *OTHERS):
             seed(s3, user)
         yield {"s3": s3, "cloudfront": cloudfront, "distribution_id": distribution_id}

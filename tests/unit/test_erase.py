@@ -11,6 +11,7 @@ import pytest
 from moto import mock_aws
 
 from imgpipe import erase
+from tests.aws_support import create_distribution
 
 UPLOADS = "erase-uploads"
 ASSETS = "erase-assets"
@@ -33,28 +34,6 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Any]]:
         s3.put_bucket_versioning(Bucket=UPLOADS, VersioningConfiguration={"Status": "Enabled"})
         s3.create_bucket(Bucket=ASSETS)
         yield s3, boto3.client("cloudfront")
-
-
-def distribution(cloudfront: Any) -> str:
-    created = cloudfront.create_distribution(
-        DistributionConfig={
-            "CallerReference": "test-distribution",
-            "Comment": "",
-            "Enabled": True,
-            "Origins": {
-                "Quantity": 1,
-                "Items": [
-                    {
-                        "Id": "assets",
-                        "DomainName": f"{ASSETS}.s3.us-east-1.amazonaws.com",
-                        "S3OriginConfig": {"OriginAccessIdentity": ""},
-                    }
-                ],
-            },
-            "DefaultCacheBehavior": {"TargetOriginId": "assets", "ViewerProtocolPolicy": "redirect-to-https"},
-        }
-    )
-    return created["Distribution"]["Id"]
 
 
 def seed_user(s3: Any, user: str, uploads: int = 3) -> None:
@@ -189,7 +168,7 @@ def test_refused_deletes_raise_with_the_keys(aws: tuple[Any, Any]):
 
 def test_invalidates_the_users_paths_with_a_fresh_reference_each_time(aws: tuple[Any, Any]):
     s3, cloudfront = aws
-    distribution_id = distribution(cloudfront)
+    distribution_id = create_distribution(cloudfront, ASSETS)
     seed_user(s3, "ab")
 
     first = run(s3, cloudfront, distribution_id)
@@ -209,7 +188,7 @@ def test_invalidates_the_users_paths_with_a_fresh_reference_each_time(aws: tuple
 
 def test_no_distribution_means_no_invalidation(aws: tuple[Any, Any]):
     s3, cloudfront = aws
-    distribution_id = distribution(cloudfront)
+    distribution_id = create_distribution(cloudfront, ASSETS)
     seed_user(s3, "ab")
 
     assert run(s3, cloudfront, distribution_id=None).invalidation_id is None
