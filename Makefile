@@ -106,10 +106,10 @@ test:
 	@python3 .ci/summary.py $(ARTIFACTS)
 
 dev: setup
-	$(PY) -m imgpipe_local dev
+	$(PY) -m imgpipe_local dev $(ARGS)
 
 demo: setup
-	$(PY) -m imgpipe_local demo
+	$(PY) -m imgpipe_local demo $(ARGS)
 
 bench: setup
 	$(PY) bench/run.py

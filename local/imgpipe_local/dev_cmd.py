@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import errno
 import logging
 import signal
 import sys
@@ -11,6 +10,7 @@ import threading
 import time
 from types import FrameType
 
+from imgpipe_local.httpserver import PortInUse
 from imgpipe_local.stack import ROOT, LocalStack, Ports
 
 
@@ -54,16 +54,15 @@ def main(argv: list[str] | None = None) -> int:
     stack = LocalStack(root=args.root, ports=ports, template=args.template, parameters=parameters)
     try:
         stack.start()
-    except OSError as error:
-        if error.errno != errno.EADDRINUSE:
-            raise
+    except PortInUse as busy:
         print(
-            f"imgpipe dev: a port is already in use ({error}). Is another `make dev` running?\n"
-            "Stop it, or pick other ports: --moto-port/--api-port/--cdn-port/--web-port (0 = any free port).",
+            f"imgpipe dev: port {busy.port} ({busy.name}) is already in use by another program"
+            f" (another `make dev`?). Stop it, or choose another port: make dev ARGS='--{busy.name}-port N'"
+            " (0 = any free port).",
             file=sys.stderr,
         )
         return 1
-    with stack:
+    try:
         print(
             f"""
 imgpipe local stack ready in {time.perf_counter() - started:.1f} s
@@ -81,4 +80,6 @@ Edit functions/ or layers/ and the next request runs the new code. Ctrl-C to sto
         )
         stopping.wait()
         print("stopping…", flush=True)
+    finally:
+        stack.stop()
     return 0

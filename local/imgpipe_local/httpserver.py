@@ -6,8 +6,10 @@ for `port=0`) and given its application afterwards.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import socket
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -52,6 +54,30 @@ class Response:
             if key.lower() == name.lower():
                 return value
         return None
+
+
+class PortInUse(OSError):
+    """A port the stack was told to use is taken; `name` says which server wanted it."""
+
+    def __init__(self, name: str, host: str, port: int) -> None:
+        super().__init__(errno.EADDRINUSE, f"{host}:{port} is already in use")
+        self.name, self.host, self.port = name, host, port
+
+
+def bind_socket(name: str, host: str, port: int) -> socket.socket:
+    """A listening socket on host:port, or PortInUse naming the server that wanted it."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # As http.server does: a port whose last connections linger in TIME_WAIT is free to reuse.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError as error:
+        sock.close()
+        if error.errno == errno.EADDRINUSE:
+            raise PortInUse(name, host, port) from None
+        raise
+    return sock
 
 
 class App(Protocol):
@@ -107,7 +133,11 @@ class LocalServer(ThreadingHTTPServer):
         self.name = name
         self.app: App | None = None
         self._thread: threading.Thread | None = None
-        super().__init__((host, port), _Handler)
+        super().__init__((host, port), _Handler, bind_and_activate=False)
+        # Bound by bind_socket, so a busy port says which server wanted it.
+        self.socket.close()
+        self.socket = bind_socket(name, host, port)
+        self.server_address = self.socket.getsockname()
 
     @property
     def url(self) -> str:

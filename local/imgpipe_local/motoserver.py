@@ -17,6 +17,7 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoReque
 from moto.s3 import notifications as s3_notifications
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from imgpipe_local.httpserver import bind_socket
 from imgpipe_local.template import LocalTemplate
 
 log = logging.getLogger("imgpipe_local")
@@ -31,8 +32,10 @@ class MotoServer:
         # moto logs every request through werkzeug; the stack logs what matters itself.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         app = DomainDispatcherApplication(create_backend_app)
+        # Our own bound socket: given a busy port, werkzeug would print and sys.exit(1).
+        self._socket = bind_socket("moto", host, port)
         self._server: BaseWSGIServer = make_server(
-            host, port, app, threaded=True, request_handler=MotoRequestHandler
+            host, port, app, threaded=True, request_handler=MotoRequestHandler, fd=self._socket.fileno()
         )
         self._thread: threading.Thread | None = None
 
@@ -62,6 +65,7 @@ class MotoServer:
             self._thread.join()
             self._thread = None
         self._server.server_close()
+        self._socket.close()
 
     def client(self, service: str, region: str) -> Any:
         return boto3.session.Session(region_name=region, **FAKE_CREDENTIALS).client(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import socket
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import requests
 
 from tests.conftest import ROOT
@@ -104,3 +106,85 @@ def test_dev_explains_a_busy_port() -> None:
     assert result.returncode == 1
     assert "already in use" in result.stderr
     assert "--api-port" in result.stderr
+
+
+DEFAULT_PORTS = {"moto": 5100, "api": 3000, "cdn": 3100, "web": 8000}
+
+
+def test_make_dev_as_the_readme_says_on_default_ports_stops_on_ctrl_c() -> None:
+    # Given: the default ports are free (CI runs nothing else on them)
+    for name, port in DEFAULT_PORTS.items():
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                pytest.fail(f"port {port} ({name}) is taken by something else; this test needs the defaults")
+    # When: the README's first command runs, in its own process group as a terminal would
+    process = subprocess.Popen(
+        ["make", "dev"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert process.stdout is not None
+        lines = []
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            lines.append(line)
+            if "Ctrl-C to stop" in line or not line:
+                break
+        output = "".join(lines)
+        # Then: it serves the page and the API on the ports the README names
+        assert "web page   http://127.0.0.1:8000" in output, output
+        page = requests.get("http://127.0.0.1:8000/", timeout=10)
+        assert page.status_code == 200
+        assert "<html" in page.text.lower()
+        preflight = requests.options(
+            "http://127.0.0.1:3000/avatars/key_upload",
+            headers={"Origin": "http://127.0.0.1:8000", "Access-Control-Request-Method": "POST"},
+            timeout=10,
+        )
+        assert preflight.headers["Access-Control-Allow-Origin"] == "http://127.0.0.1:8000"
+        # And: Ctrl-C (SIGINT to the whole foreground group) stops everything cleanly
+        os.killpg(process.pid, signal.SIGINT)
+        rest, _ = process.communicate(timeout=30)
+        # make re-raises the SIGINT it received once its child has exited, as a shell expects of
+        # Ctrl-C; the stack itself stopped cleanly: no traceback, no "make: ***" error line.
+        assert process.returncode in (0, -signal.SIGINT), output + rest
+        assert "stopping…" in rest
+        assert "Traceback" not in output + rest
+        assert "make: ***" not in output + rest
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    for port in DEFAULT_PORTS.values():
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(("127.0.0.1", port))
+
+
+def test_dev_names_a_busy_default_moto_port_and_how_to_choose_another() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "imgpipe_local", "dev", "--moto-port", str(port)]
+            + [arg for name in ("api", "cdn", "web") for arg in (f"--{name}-port", "0")],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 1
+    assert f"port {port} (moto) is already in use" in result.stderr
+    assert "--moto-port" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
