@@ -8,9 +8,9 @@ import random
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from PIL import Image, features
 
-from imgpipe import imaging
+from imgpipe import imaging, webp_simple
 from tests.unit import imaging_fixtures as fx
 
 SMALL = imaging.Options.from_settings(renditions="64x64:cover,150x150:contain", formats="jpeg,webp")
@@ -547,7 +547,9 @@ def test_strip_reduce_matches_a_whole_image_reduce(mode: str) -> None:
 def test_still_webp_with_alpha_through_libwebps_simple_decoder(lossless: bool) -> None:
     # Still WebPs skip Pillow's animation decoder (two full-size canvases); Pillow's wheel
     # bundles libwebp, so this path is the one that runs here and in the Lambda layer.
-    assert imaging._libwebp() is not None
+    decoder = webp_simple.load()
+    assert isinstance(decoder, webp_simple.Decoder), decoder
+    assert decoder.version == features.version("webp")
     source = fx.quadrants(200, 100).convert("RGBA")
     source.paste((0, 0, 0, 0), (0, 0, 100, 50))  # top-left quadrant transparent
     result = imaging.process(fx.save(source, "WEBP", lossless=lossless, quality=90), SMALL)
@@ -558,6 +560,20 @@ def test_still_webp_with_alpha_through_libwebps_simple_decoder(lossless: bool) -
     jpeg = decoded(output(result, "150x150", "jpeg"))
     assert close(jpeg.getpixel((4, 4)), fx.WHITE)
     assert close(jpeg.getpixel((4, 70)), fx.BLUE)
+
+
+def test_without_libwebps_simple_decoder_pillow_decodes_and_the_result_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reason = "libwebp simple decoder unavailable: libwebp-x.so is 2.0.0, Pillow reports 1.6.0"
+    monkeypatch.setattr(webp_simple, "load", lambda: reason)
+    source = fx.quadrants(200, 100)
+    result = imaging.process(fx.save(source, "WEBP", quality=90), SMALL)
+    assert reason in result.notes
+    assert close(decoded(output(result, "150x150", "jpeg")).getpixel((4, 70)), fx.BLUE)
+    # Animations always take Pillow's path: nothing to note there.
+    animated = imaging.process(fx.FIXTURES["animated.webp"](), SMALL)
+    assert reason not in animated.notes
 
 
 def test_damaged_still_webp_is_rejected() -> None:
