@@ -56,7 +56,9 @@ class Run:
     message: str | None = None
 
     def cell(self) -> str:
-        return f"{self.cpu_s:.2f} s · {self.above_warm_mb:.0f} MB · {self.outcome}"
+        killed = self.above_warm_mb != self.above_warm_mb  # NaN: no peak reported
+        memory = "? MB" if killed else f"{self.above_warm_mb:.0f} MB"
+        return f"{self.cpu_s:.2f} s · {memory} · {self.outcome}"
 
 
 def _extension(fmt: str) -> str:

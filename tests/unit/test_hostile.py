@@ -111,3 +111,13 @@ def test_budget_grows_with_pixels_and_never_passes_the_functions_memory(
     monkeypatch.setattr(imaging, "_FUNCTION_MEMORY_MB", 1024)
     capped = imaging.decode_budget("png", (8064, 6048), 97_000_000, options)
     assert capped[1] <= (1024 << 20) - bounded.rss_bytes()
+
+
+def test_a_little_junk_and_fill_between_jpeg_segments_is_tolerated() -> None:
+    # Pillow skips junk and 0xFF fill between segments, and real files have a few bytes of it
+    # (Pillow's junk_jpeg_header.jpg): only floods are refused.
+    base = hostile_images._jpeg((64, 64))
+    sof = base.index(b"\xff\xc0")
+    padded = base[:sof] + b"junk!" + b"\xff" * 100 + base[sof:]
+    assert structure.scan(padded, "jpeg") == structure.Verdict(size=(64, 64))
+    assert imaging.process(padded, imaging.Options()).source_width == 64

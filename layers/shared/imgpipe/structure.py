@@ -88,20 +88,23 @@ def _jpeg(data: bytes) -> Verdict:
     multi_scan, components = True, 0  # until a frame header says otherwise
     pos, segments, padding, exif = 2, 0, 0, 0
     end = len(data)
+    too_padded = f"The JPEG has more than {MAX_JPEG_PADDING:,} padding bytes between its segments."
     while pos < end:
         if data[pos] != 0xFF:
-            # Junk between segments; skipped byte by byte, like the fill below.
+            # Junk between segments (Pillow skips it byte by byte, like the fill below).
             nxt = data.find(b"\xff", pos)
             skipped = (nxt if nxt >= 0 else end) - pos
             padding += skipped
             pos += skipped
-        else:
-            run = pos
-            while pos < end and data[pos] == 0xFF:
-                pos += 1
-                if pos - run > MAX_JPEG_PADDING:
-                    break
-            padding += pos - run - 1
+            if padding > MAX_JPEG_PADDING:
+                return _too(too_padded, size)
+            continue
+        run = pos
+        while pos < end and data[pos] == 0xFF:
+            pos += 1
+            if pos - run > MAX_JPEG_PADDING:
+                break
+        padding += pos - run - 1
         if padding > MAX_JPEG_PADDING:
             return _too(
                 f"The JPEG has more than {MAX_JPEG_PADDING:,} padding bytes between its segments.", size
