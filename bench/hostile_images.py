@@ -27,6 +27,8 @@ from pathlib import Path
 
 from PIL import Image
 
+# Bump when a builder changes, so cached files (bench/hostile.py) are never reused under a new meaning.
+GENERATOR_VERSION = 1
 # Just under the processor's default 25 MiB upload cap (MaxUploadBytes): the worst a user can send.
 FULL_SIZE = 24 * 1024 * 1024
 

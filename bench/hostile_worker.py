@@ -1,4 +1,6 @@
-"""One hostile case through `imaging.process()`, in its own process: `hostile_worker.py FILE [--no-prescan]`.
+"""One hostile case through `imaging.process()` in its own process.
+
+    hostile_worker.py FILE [--no-prescan --declared WxH]
 
 Run by bench/hostile.py with PYTHONPATH naming the imgpipe tree under test (today's or an older
 commit's). Prints one JSON line when warm (imports done, a small image processed, the file read):
@@ -37,11 +39,15 @@ def _cpu() -> float:
 def main() -> int:
     path = Path(sys.argv[1])
     if "--no-prescan" in sys.argv[2:]:
-        # The backstop alone: what an unlisted structure would cost.
+        # The backstop alone: what an unlisted structure would cost. The pre-scan still reports
+        # the header's size (the budget); where it stopped before finding one, the case's own.
         from imgpipe import structure
 
+        scan = structure.scan
+        width, height = map(int, sys.argv[sys.argv.index("--declared") + 1].split("x"))
+
         def no_prescan(data: bytes, fmt: str) -> structure.Verdict:
-            return structure.Verdict()
+            return structure.Verdict(size=scan(data, fmt).size or (width, height))
 
         structure.scan = no_prescan
     options = imaging.Options(max_bytes=1 << 30)
