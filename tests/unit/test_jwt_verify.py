@@ -840,6 +840,15 @@ def test_unreachable_endpoint_is_jwks_unavailable(clock: FakeClock) -> None:
         JwtVerifier(config, jwks={url: cache}.__getitem__, now=lambda: NOW).verify(RSA.sign(access_claims()))
 
 
+@pytest.mark.parametrize(
+    "url", ["http://keys.example.com/jwks.json", "ftp://127.0.0.1/jwks.json", "file:///etc/passwd"]
+)
+def test_fetch_itself_speaks_only_https_or_loopback_http(url: str) -> None:
+    # Refused before any connection: nothing listens at these, and nothing is tried.
+    with pytest.raises(JwksUnavailable, match="must be https"):
+        jwt_verify.fetch_jwks(url, 0.5, 1024)
+
+
 def test_size_cap_and_trickle_are_what_reject_those_answers(server: JwksServer, clock: FakeClock) -> None:
     # The same answers are accepted with room to spare, so the failures above are the caps.
     for mode in ("huge", "huge_stream", "trickle"):
