@@ -154,7 +154,7 @@ class JwksServer:
     huge_stream  the same without Content-Length, so only a streaming cap can stop it
     """
 
-    keys: list[dict[str, Any]] = field(default_factory=list)
+    keys: list[Any] = field(default_factory=list)  # JWKs, and whatever junk a test serves as one
     mode: str = "ok"
     requests: int = 0
     hangs_ended: int = 0

@@ -48,7 +48,7 @@ def fresh(claims: dict[str, Any]) -> dict[str, Any]:
 
 def with_token(
     event: dict[str, Any], token: str, *, header: str = "authorization", scheme: str = "Bearer"
-) -> dict:
+) -> dict[str, Any]:
     event = json.loads(json.dumps(event))
     value = f"{scheme} {token}"
     event["headers"].pop("authorization", None)
@@ -89,7 +89,7 @@ class Logs(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         standard = logging.makeLogRecord({}).__dict__
         extra = {k: v for k, v in record.__dict__.items() if k not in standard}
-        exception = self.formatter.formatException(record.exc_info) if record.exc_info else None
+        exception = logging.Formatter().formatException(record.exc_info) if record.exc_info else None
         self.lines.append({"message": record.getMessage(), "exception": exception, **extra})
 
     @property
@@ -109,7 +109,6 @@ def authorizer(environment: None) -> Iterator[tuple[Handler, Logs]]:
     handler = load_handler(FUNCTIONS / "authorizer")
     logger = sys.modules[handler.__module__].logger
     logs = Logs()
-    logs.setFormatter(logging.Formatter())
     logger.addHandler(logs)
     yield handler, logs
     logger.removeHandler(logs)

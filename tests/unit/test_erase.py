@@ -196,7 +196,7 @@ def test_no_distribution_means_no_invalidation(aws: tuple[Any, Any]):
     assert cloudfront.list_invalidations(DistributionId=distribution_id)["InvalidationList"]["Quantity"] == 0
 
 
-def test_erases_a_user_whose_folder_is_a_digest(aws: tuple[Any, Any]):
+def test_erases_a_user_whose_folder_is_a_digest(aws: tuple[Any, Any]) -> None:
     # Subjects that are not key-safe (and those shaped like a digest) live under their digest.
     s3, _ = aws
     user = keys.user_key("auth0|1")

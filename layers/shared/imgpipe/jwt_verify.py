@@ -519,7 +519,7 @@ class JwtVerifier:
         # The issuer picks the key set (aws-jwt-verify does the same), so it is read before the
         # signature is checked; an untrusted one is refused without fetching anything.
         issuer = _decode_segment(payload_segment, "payload").get("iss")
-        if not _is_text(issuer):
+        if not isinstance(issuer, str) or not issuer:
             raise MalformedToken("bad_claim", "token has no iss claim")
         jwks = self.jwks.get(issuer)
         if jwks is None:
