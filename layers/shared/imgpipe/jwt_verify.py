@@ -244,8 +244,9 @@ class AuthorizerSettings:
         if self.jwt_issuer:
             return (self.jwt_issuer,)
         pool, region = self.user_pool_id, self._pool_region()
-        # A replicated pool keeps its id (and its primary region's prefix) in every region;
-        # tokens minted in a replica name that replica's region in the updated issuer's host.
+        # A replicated pool keeps its id (and its primary region's prefix) in every region. The
+        # updated issuer names the primary region; tokens minted in a replica may name the
+        # replica's instead, trusted only for the regions listed.
         return (
             f"https://cognito-idp.{region}.amazonaws.com/{pool}",
             *(
