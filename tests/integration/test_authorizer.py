@@ -30,7 +30,9 @@ from tests.jwt_support import (
     UPDATED_ISSUER,
     USERNAME,
     JwksServer,
+    SigningKey,
     access_claims,
+    ec_key,
     id_claims,
     rsa_key,
 )
@@ -215,6 +217,44 @@ def test_rejected_tokens_are_logged_by_reason_never_by_value(
     assert logs.reasons() == [reason]
     for part in token.split("."):
         assert part not in logs.text
+
+
+def test_absurd_exp_is_a_reasoned_deny_not_an_internal_error(
+    authorizer: tuple[Handler, Logs], lambda_context: Any
+) -> None:
+    handler, logs = authorizer
+    token = KEY.forge({**fresh(access_claims()), "exp": 10**4000})
+
+    assert handler(with_token(load_event("authorizer_allow"), token), lambda_context) == DENY
+    assert logs.reasons() == ["bad_claim"]
+
+
+EC_KEY = ec_key("integration-ec-key")
+
+
+@pytest.mark.parametrize(
+    ("key", "jwk", "reason"),
+    [
+        pytest.param(EC_KEY, {"crv": ["P-256"]}, "jwk_invalid", id="crv-a-list"),
+        pytest.param(KEY, {"n": ["AQAB"]}, "jwk_invalid", id="n-a-list"),
+        pytest.param(KEY, {"d": "AQAB"}, "jwk_private", id="private-member"),
+    ],
+)
+def test_a_malformed_jwks_entry_is_a_reasoned_deny(
+    authorizer: tuple[Handler, Logs],
+    jwks: JwksServer,
+    lambda_context: Any,
+    key: SigningKey,
+    jwk: dict[str, Any],
+    reason: str,
+) -> None:
+    # These reached the handler's catch-all as internal_error (a TypeError, an AttributeError).
+    handler, logs = authorizer
+    jwks.keys = [key.jwk(**jwk)]
+    event = with_token(load_event("authorizer_allow"), key.sign(fresh(access_claims())))
+
+    assert handler(event, lambda_context) == DENY
+    assert logs.reasons() == [reason]
 
 
 def test_forged_signature_is_denied(authorizer: tuple[Handler, Logs], lambda_context: Any) -> None:
