@@ -30,4 +30,6 @@ def run_once(data: bytes) -> list[Output]:
 if __name__ == "__main__":
     # Which imaging.py ran: the tree's, or the patched copy's (imgpipe+patch).
     info = {"impl": "imgpipe", "pillow": PIL.__version__, "imaging": imaging.__file__}
-    serve(Path(sys.argv[1]), run_once, info)
+    # The CPU of imgpipe's kept decoding child (absent from trees older than it: nothing to add).
+    bounded = getattr(imaging, "bounded", None)
+    serve(Path(sys.argv[1]), run_once, info, getattr(bounded, "kept_child_cpu_seconds", None))
