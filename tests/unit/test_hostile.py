@@ -32,7 +32,7 @@ def no_decoder(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*_args: Any, **_kwargs: Any) -> None:
         raise AssertionError("a decoder was started")
 
-    monkeypatch.setattr(bounded, "call", refuse)
+    monkeypatch.setattr(bounded, "run", refuse)
 
 
 @pytest.mark.usefixtures("no_decoder")

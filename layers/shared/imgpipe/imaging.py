@@ -734,9 +734,7 @@ def process(data: bytes, options: Options) -> Result:
     cpu, memory = decode_budget(fmt, verdict.size, len(data), options)
     _warm_up()
     try:
-        result: Result = bounded.call(
-            functools.partial(_process, data, fmt, options), cpu_seconds=cpu, memory_bytes=memory
-        )
+        result: Result = bounded.run(_process, data, fmt, options, cpu_seconds=cpu, memory_bytes=memory)
     except bounded.Overrun as overrun:
         raise ImageRejected(
             "too_complex", f"The image is too complex to process: it {overrun} (a limit of its pixel count)."
