@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,25 +15,23 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
 from imgpipe import keys, settings, uploads
+from imgpipe.spec import AvatarSpec
 
 
 @dataclass(frozen=True)
 class Settings:
     uploads_bucket: str = settings.env("UPLOADS_BUCKET")
-    max_upload_bytes: int = settings.env("MAX_UPLOAD_BYTES")
     upload_url_ttl_seconds: int = settings.env("UPLOAD_URL_TTL_SECONDS")
     assets_base_url: str = settings.env("ASSETS_BASE_URL")
-    renditions: str = settings.env("RENDITIONS")
 
     def validate(self) -> None:
-        for name in ("max_upload_bytes", "upload_url_ttl_seconds"):
-            if getattr(self, name) < 1:
-                raise settings.SettingsError(f"{name.upper()} must be a positive integer")
-        uploads.first_rendition_name(self.renditions)
+        if self.upload_url_ttl_seconds < 1:
+            raise settings.SettingsError("UPLOAD_URL_TTL_SECONDS must be a positive integer")
 
 
 SETTINGS = settings.load(Settings)
-AVATAR_RENDITION = uploads.first_rendition_name(SETTINGS.renditions)
+# RENDITIONS and MAX_UPLOAD_BYTES, read and checked exactly as the processor reads them.
+SPEC = AvatarSpec.from_environ()
 
 logger = Logger()
 tracer = Tracer()
@@ -61,14 +58,9 @@ def _bad_request(message: str) -> BadRequestError:
 
 
 def _requested_content_type() -> str:
+    event = app.current_event
     try:
-        body = json.loads(app.current_event.decoded_body or "")
-    except (ValueError, UnicodeDecodeError):
-        raise _bad_request('body must be JSON like {"contentType": "image/png"}') from None
-    if not isinstance(body, dict) or "contentType" not in body:
-        raise _bad_request('body must be JSON like {"contentType": "image/png"}')
-    try:
-        return uploads.normalize_content_type(body["contentType"])
+        return uploads.requested_content_type(event.body, base64_encoded=event.is_base64_encoded)
     except uploads.UploadRequestError as error:
         raise _bad_request(str(error)) from None
 
@@ -83,10 +75,10 @@ def key_upload() -> dict[str, Any]:
         bucket=SETTINGS.uploads_bucket,
         user=user,
         content_type=content_type,
-        max_bytes=SETTINGS.max_upload_bytes,
+        max_bytes=SPEC.max_upload_bytes,
         expires_in=SETTINGS.upload_url_ttl_seconds,
         assets_base_url=SETTINGS.assets_base_url,
-        rendition_name=AVATAR_RENDITION,
+        avatar_filename=SPEC.avatar_filename,
     )
     logger.info(
         "presigned upload",

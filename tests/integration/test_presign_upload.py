@@ -19,6 +19,7 @@ import requests
 from moto.server import ThreadedMotoServer
 from PIL import Image
 
+from imgpipe.settings import SettingsError
 from imgpipe_local.handlers import Handler, load_handler
 from tests.conftest import FUNCTIONS, load_event
 
@@ -255,12 +256,12 @@ def test_other_routes_are_404(handler: Handler, lambda_context: Any):
 
 def test_missing_setting_fails_the_cold_start(s3: Any, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("UPLOADS_BUCKET", BUCKET)
-    monkeypatch.setenv("UPLOAD_URL_TTL_SECONDS", "120")
+    monkeypatch.setenv("MAX_UPLOAD_BYTES", "1048576")
     monkeypatch.setenv("ASSETS_BASE_URL", CDN)
     monkeypatch.setenv("RENDITIONS", "512x512:cover")
-    monkeypatch.delenv("MAX_UPLOAD_BYTES", raising=False)
+    monkeypatch.delenv("UPLOAD_URL_TTL_SECONDS", raising=False)
 
-    with pytest.raises(RuntimeError, match="MAX_UPLOAD_BYTES"):
+    with pytest.raises(RuntimeError, match="UPLOAD_URL_TTL_SECONDS"):
         load_handler(FUNCTIONS / "presign_upload")
 
 
@@ -280,3 +281,33 @@ def test_in_aws_the_url_is_the_buckets_regional_endpoint(
     assert status == 200
     assert body["url"] == f"https://{BUCKET}.s3.eu-west-1.amazonaws.com/"
     assert body["fields"]["x-amz-credential"].endswith("/eu-west-1/s3/aws4_request")
+
+
+@pytest.mark.parametrize(
+    ("renditions", "complaint"),
+    [
+        ("512 x 512:cover", "RENDITIONS: rendition '512 x 512:cover' is not WIDTHxHEIGHT"),
+        ("0512x512:cover", "RENDITIONS: .* without leading zeros"),
+        ("9999x9999:cover", r"RENDITIONS: rendition sides must be integers in 1\.\.4096"),
+    ],
+)
+def test_a_rendition_spec_the_processor_refuses_fails_the_cold_start_too(
+    handler_env: None, monkeypatch: pytest.MonkeyPatch, renditions: str, complaint: str
+):
+    # The same parser as the processor (imgpipe.spec), the same message: the two cannot disagree.
+    monkeypatch.setenv("RENDITIONS", renditions)
+
+    with pytest.raises(SettingsError, match=complaint):
+        load_handler(FUNCTIONS / "presign_upload")
+
+
+def test_the_avatar_url_names_the_first_rendition(
+    s3: Any, handler_env: None, monkeypatch: pytest.MonkeyPatch, lambda_context: Any
+):
+    monkeypatch.setenv("RENDITIONS", " 640x480:contain, 96x96")
+    handler = load_handler(FUNCTIONS / "presign_upload")
+
+    status, body = invoke(handler, load_event("presign_upload_key_upload"), lambda_context)
+
+    assert status == 200
+    assert body["avatarUrl"] == f"{CDN}/avatars/{SUB}/640x480.jpg"

@@ -584,7 +584,12 @@ def erase_assets(aws):
     ("name", "value", "complaint"),
     [
         ("RENDITIONS", "512:cover", "RENDITIONS|rendition"),
+        # The inputs the processor once accepted while presign crashed on them, and the reverse.
+        ("RENDITIONS", "512 x 512:cover", "RENDITIONS: rendition '512 x 512:cover' is not WIDTHxHEIGHT"),
+        ("RENDITIONS", "0512x512:cover", "RENDITIONS: .* without leading zeros"),
+        ("RENDITIONS", "9999x9999:cover", r"RENDITIONS: rendition sides must be integers in 1\.\.4096"),
         ("OUTPUT_FORMATS", "jpeg,gif", "format"),
+        ("OUTPUT_FORMATS", "webp,avif", "OUTPUT_FORMATS: output formats must include jpeg"),
         ("UPLOADS_BUCKET", "", "UPLOADS_BUCKET"),
         ("MAX_UPLOAD_BYTES", "ten", "MAX_UPLOAD_BYTES"),
     ],
