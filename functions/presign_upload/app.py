@@ -6,15 +6,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
-from aws_lambda_powertools.event_handler.exceptions import BadRequestError, UnauthorizedError
+from aws_lambda_powertools import Metrics
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
-from imgpipe import keys, settings, uploads
+from imgpipe import api, observability, settings, uploads
 from imgpipe.spec import AvatarSpec
 
 
@@ -33,8 +32,8 @@ SETTINGS = settings.load(Settings)
 # RENDITIONS and MAX_UPLOAD_BYTES, read and checked exactly as the processor reads them.
 SPEC = AvatarSpec.from_environ()
 
-logger = Logger()
-tracer = Tracer()
+logger = observability.logger()
+tracer = observability.tracer()
 metrics = Metrics()
 app = APIGatewayHttpResolver()
 # Presigned POST policies must be SigV4-signed; signing is local, so no request is made here.
@@ -44,32 +43,18 @@ app = APIGatewayHttpResolver()
 s3 = boto3.client("s3", config=Config(signature_version="s3v4", s3={"addressing_style": "virtual"}))
 
 
-def _caller_user() -> str:
-    user = keys.caller_user(app.current_event.request_context.authorizer.get_lambda)
-    if user is None:
-        raise UnauthorizedError("Unauthorized")
-    return user
-
-
-def _bad_request(message: str) -> BadRequestError:
+@app.exception_handler(uploads.UploadRequestError)
+def _refused(error: uploads.UploadRequestError) -> Response[str]:
     # Counted, so a client stuck sending bad requests shows on the dashboard.
     metrics.add_metric(name="UploadRequestRefused", unit=MetricUnit.Count, value=1)
-    return BadRequestError(message)
-
-
-def _requested_content_type() -> str:
-    event = app.current_event
-    try:
-        return uploads.requested_content_type(event.body, base64_encoded=event.is_base64_encoded)
-    except uploads.UploadRequestError as error:
-        raise _bad_request(str(error)) from None
+    return api.error(400, str(error))
 
 
 @app.post("/avatars/key_upload")
-@tracer.capture_method
 def key_upload() -> dict[str, Any]:
-    user = _caller_user()
-    content_type = _requested_content_type()
+    user = api.caller(app)
+    event = app.current_event
+    content_type = uploads.requested_content_type(event.body, base64_encoded=event.is_base64_encoded)
     upload = uploads.presign_avatar_upload(
         s3,
         bucket=SETTINGS.uploads_bucket,

@@ -8,12 +8,12 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from imgpipe import avatars, imaging, settings
+from imgpipe import avatars, imaging, observability, settings
 from imgpipe.settings import SettingsError, env
 from imgpipe.spec import AvatarSpec
 
@@ -44,8 +44,8 @@ def _config(buckets: Settings, spec: AvatarSpec) -> avatars.Config:
 SETTINGS = settings.load(Settings)
 SPEC = AvatarSpec.from_environ()
 CONFIG = _config(SETTINGS, SPEC)
-logger = Logger()
-tracer = Tracer()
+logger = observability.logger()
+tracer = observability.tracer()
 metrics = Metrics()
 s3 = boto3.client("s3")
 
