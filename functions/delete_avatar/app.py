@@ -33,7 +33,7 @@ s3 = boto3.client("s3")
 cloudfront = boto3.client("cloudfront") if SETTINGS.distribution_id else None
 
 
-@app.exception_handler(erase.EraseError)
+@app.exception_handler(erase.EraseError)  # type: ignore[untyped-decorator]  # unannotated in Powertools
 def _incomplete(error: erase.EraseError) -> Response[str]:
     # Nothing is reported erased that was not, and a second call finishes the job.
     logger.error("erase incomplete", extra={"detail": str(error)})

@@ -43,7 +43,7 @@ app = APIGatewayHttpResolver()
 s3 = boto3.client("s3", config=Config(signature_version="s3v4", s3={"addressing_style": "virtual"}))
 
 
-@app.exception_handler(uploads.UploadRequestError)
+@app.exception_handler(uploads.UploadRequestError)  # type: ignore[untyped-decorator]  # unannotated in Powertools
 def _refused(error: uploads.UploadRequestError) -> Response[str]:
     # Counted, so a client stuck sending bad requests shows on the dashboard.
     metrics.add_metric(name="UploadRequestRefused", unit=MetricUnit.Count, value=1)
@@ -54,7 +54,7 @@ def _refused(error: uploads.UploadRequestError) -> Response[str]:
 def key_upload() -> dict[str, Any]:
     user = api.caller(app)
     event = app.current_event
-    content_type = uploads.requested_content_type(event.body, base64_encoded=event.is_base64_encoded)
+    content_type = uploads.requested_content_type(event.body, base64_encoded=bool(event.is_base64_encoded))
     upload = uploads.presign_avatar_upload(
         s3,
         bucket=SETTINGS.uploads_bucket,

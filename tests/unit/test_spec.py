@@ -4,6 +4,7 @@ The template's defaults and bounds are held to the module's."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import re
 import string
@@ -242,6 +243,14 @@ def test_direct_construction_is_checked_too() -> None:
         AvatarSpec(renditions=(Rendition(64, 64), Rendition(64, 64, "contain")))
     with pytest.raises(ValueError, match=r"1\.\.4096"):
         Rendition(9999, 9999)
+
+
+def test_the_environment_names_the_spec_it_was_read_from() -> None:
+    custom = AvatarSpec.from_environ({"RENDITIONS": "300x200:contain", "OUTPUT_FORMATS": "jpeg,avif"})
+    for one in (AvatarSpec(), custom):
+        assert AvatarSpec.from_environ(one.environment()) == one
+    variables = {field.metadata["env"] for field in dataclasses.fields(AvatarSpec)}
+    assert set(custom.environment()) == variables
 
 
 def test_canonical_text_round_trips_and_names_the_spec() -> None:

@@ -17,7 +17,6 @@ which stored avatars an edited spec would change.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import re
 from collections.abc import Iterable, Mapping
@@ -229,6 +228,17 @@ class AvatarSpec:
             f"jpeg={self.jpeg_quality};webp={self.webp_quality}"
         )
 
+    def environment(self) -> dict[str, str]:
+        """This spec as the environment variables that name it: from_environ(s.environment()) == s."""
+        return {
+            "RENDITIONS": format_renditions(self.renditions),
+            "OUTPUT_FORMATS": ",".join(self.formats),
+            "JPEG_QUALITY": str(self.jpeg_quality),
+            "WEBP_QUALITY": str(self.webp_quality),
+            "MAX_UPLOAD_BYTES": str(self.max_upload_bytes),
+            "MAX_IMAGE_PIXELS": str(self.max_image_pixels),
+        }
+
     def digest(self) -> str:
         """A short, stable name of canonical(): equal digests make equal avatars from equal code."""
         return hashlib.sha256(self.canonical().encode()).hexdigest()[:16]
@@ -236,14 +246,4 @@ class AvatarSpec:
 
 def environment_defaults() -> dict[str, str]:
     """Each spec variable's default as the environment (and the template's Default) spells it."""
-    defaults = {}
-    for field in dataclasses.fields(AvatarSpec):
-        value = field.default
-        if field.name == "renditions":
-            text = format_renditions(value)
-        elif field.name == "formats":
-            text = ",".join(value)
-        else:
-            text = str(value)
-        defaults[field.metadata["env"]] = text
-    return defaults
+    return AvatarSpec().environment()
