@@ -13,6 +13,7 @@ from moto import mock_aws
 from imgpipe_local.handlers import Handler, load_handler
 from tests.aws_support import create_distribution
 from tests.conftest import FUNCTIONS, load_event
+from tests.openapi_support import check_function_answer
 
 UPLOADS = "imgpipe-uploads-test"
 ASSETS = "imgpipe-assets-test"
@@ -70,6 +71,8 @@ def stored(s3: Any, user: str) -> tuple[list[str], list[str]]:
 
 def invoke(handler: Handler, event: dict[str, Any], lambda_context: Any) -> tuple[int, dict[str, Any]]:
     response = handler(event, lambda_context)
+    # Every answer these tests provoke is held to docs/openapi.yaml.
+    check_function_answer(event, response)
     return int(response["statusCode"]), json.loads(response["body"])
 
 
