@@ -1,5 +1,6 @@
-"""The API's real answers over HTTP, gateway's denials and CORS preflight included, are the ones
-docs/openapi.yaml describes (against the local stack, or a deployed one: the same test)."""
+"""The API's real answers over HTTP, the gateway's denials included, are the ones docs/openapi.yaml
+describes (against the local stack, or a deployed one: the same test). The CORS preflight is
+held to it in test_auth.py."""
 
 from __future__ import annotations
 
@@ -46,23 +47,6 @@ def test_the_gateways_denials(stack: E2EStack, method: str, path: str) -> None:
     for response in (missing, denied):
         check_http(response)
         assert response.headers["Access-Control-Allow-Origin"] == stack.origin
-
-
-@pytest.mark.parametrize(("method", "path"), ROUTES)
-def test_the_preflight(stack: E2EStack, method: str, path: str) -> None:
-    response = requests.options(
-        f"{stack.target.api_url}{path}",
-        headers={
-            "Origin": stack.origin,
-            "Access-Control-Request-Method": method,
-            "Access-Control-Request-Headers": "authorization,content-type",
-        },
-        timeout=10,
-    )
-
-    assert response.status_code == 204
-    check_http(response)
-    assert method in response.headers["Access-Control-Allow-Methods"].split(",")
 
 
 def test_the_local_web_server_serves_the_document_for_its_api(stack: E2EStack) -> None:

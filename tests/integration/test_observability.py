@@ -12,12 +12,10 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 from PIL import Image
 
 from imgpipe import keys
@@ -73,15 +71,6 @@ def run(code: str, environment: dict[str, str], *args: str) -> subprocess.Comple
     )
     assert completed.returncode == 0, completed.stderr
     return completed
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 def uploaded_event(moto_url: str, user: str) -> dict[str, Any]:
