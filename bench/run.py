@@ -9,7 +9,8 @@ round-robin, one iteration at a time, so machine noise hits all of them alike.
     .venv/bin/python bench/run.py            # the full bench, a couple of minutes on 2 cores
     .venv/bin/python bench/run.py --quick    # 1 iteration on the 2 MP JPEG: is everything wired?
 
-Writes bench/results/<timestamp>.json and bench/results/latest.md, and prints the summary.
+Writes bench/results/<timestamp>.json and bench/results/latest.md, and prints the summary; then
+runs the S3 latency model of the processor's handler (bench/latency.py; --no-latency skips it).
 """
 
 from __future__ import annotations
@@ -452,6 +453,7 @@ def main(argv: list[str] | None = None) -> int:
         help="a diff against the repository root (-p1), applied to a copy of layers/shared and "
         "measured as imgpipe+patch beside imgpipe; repeat to apply several in order",
     )
+    parser.add_argument("--no-latency", action="store_true", help="skip the S3 latency model (latency.py)")
     args = parser.parse_args(argv)
 
     impls = tuple(args.impls)
@@ -466,9 +468,16 @@ def main(argv: list[str] | None = None) -> int:
     scratch = Path(tempfile.mkdtemp(prefix="imgpipe-bench-"))
     try:
         patched = patched_package(scratch, args.patch) if args.patch else None
-        return _run(args, impls, names, warmup, patched)
+        status = _run(args, impls, names, warmup, patched)
     finally:
         shutil.rmtree(scratch)
+    if args.no_latency:
+        return status
+    # The S3 latency model (bench/latency.py) measures the handler, not the imaging core.
+    latency = subprocess.run(
+        [sys.executable, str(BENCH / "latency.py"), *(["--quick"] if args.quick else [])]
+    )
+    return status or latency.returncode
 
 
 def _run(
