@@ -1,4 +1,4 @@
-"""The pure half of imgpipe.avatars: event ordering and the avatar.json document."""
+"""imgpipe.avatar_doc, the pure half of the processor: event ordering and the avatar.json document."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from imgpipe import avatars, imaging
+from imgpipe import avatar_doc, imaging
 
 
 @pytest.mark.parametrize(
@@ -30,17 +30,17 @@ from imgpipe import avatars, imaging
     ],
 )
 def test_compare_sequencers(a, b, expected):
-    assert avatars.compare_sequencers(a, b) == expected
-    assert avatars.compare_sequencers(b, a) == -expected
+    assert avatar_doc.compare_sequencers(a, b) == expected
+    assert avatar_doc.compare_sequencers(b, a) == -expected
 
 
 def test_skip_reason_orders_events_against_the_stored_sequencer():
     doc = {"sequencer": "0066A4E39C2F8B1D27"}
-    assert avatars.skip_reason("0066A4E39C2F8B1D27", doc) == "duplicate"
-    assert avatars.skip_reason("0066A4E39C2F8B1D", doc) == "stale"
-    assert avatars.skip_reason("0066A4E39C2F8B1D28", doc) is None
-    assert avatars.skip_reason("0066A4E39C2F8B1E", doc) is None
-    assert avatars.skip_reason("00", None) is None
+    assert avatar_doc.skip_reason("0066A4E39C2F8B1D27", doc) == "duplicate"
+    assert avatar_doc.skip_reason("0066A4E39C2F8B1D", doc) == "stale"
+    assert avatar_doc.skip_reason("0066A4E39C2F8B1D28", doc) is None
+    assert avatar_doc.skip_reason("0066A4E39C2F8B1E", doc) is None
+    assert avatar_doc.skip_reason("00", None) is None
 
 
 def _result() -> imaging.Result:
@@ -72,7 +72,7 @@ def _result() -> imaging.Result:
 
 
 def test_avatar_section_lists_every_output_with_both_urls():
-    avatar = avatars.avatar_section("u1", _result())
+    avatar = avatar_doc.avatar_section("u1", _result())
     assert avatar["version"] == "0123456789abcdef"
     assert avatar["source"] == {"format": "png", "width": 2000, "height": 1000}
     assert avatar["placeholder"].startswith("data:")
@@ -93,8 +93,8 @@ def test_avatar_section_lists_every_output_with_both_urls():
 
 
 def test_ready_doc_has_the_contract_shape_and_is_json():
-    avatar = avatars.avatar_section("u1", _result())
-    doc = avatars.ready_doc(
+    avatar = avatar_doc.avatar_section("u1", _result())
+    doc = avatar_doc.ready_doc(
         user="u1", upload_id="up-1", sequencer="0A", avatar=avatar, at="2026-11-28T15:00:00Z"
     )
     assert json.loads(json.dumps(doc)) == doc
@@ -107,6 +107,7 @@ def test_ready_doc_has_the_contract_shape_and_is_json():
             "reason": None,
             "message": None,
             "at": "2026-11-28T15:00:00Z",
+            "originalVersionId": None,
         },
         "avatar": avatar,
         "sequencer": "0A",
@@ -114,9 +115,9 @@ def test_ready_doc_has_the_contract_shape_and_is_json():
 
 
 def test_rejected_doc_keeps_the_previous_avatar():
-    avatar = avatars.avatar_section("u1", _result())
-    previous = avatars.ready_doc(user="u1", upload_id="up-1", sequencer="0A", avatar=avatar, at="t0")
-    doc = avatars.rejected_doc(
+    avatar = avatar_doc.avatar_section("u1", _result())
+    previous = avatar_doc.ready_doc(user="u1", upload_id="up-1", sequencer="0A", avatar=avatar, at="t0")
+    doc = avatar_doc.rejected_doc(
         previous,
         user="u1",
         upload_id="up-2",
@@ -133,11 +134,12 @@ def test_rejected_doc_keeps_the_previous_avatar():
         "reason": "not_an_image",
         "message": "This file is not an image.",
         "at": "t1",
+        "originalVersionId": None,
     }
 
 
 def test_rejected_first_upload_has_no_avatar():
-    doc = avatars.rejected_doc(
+    doc = avatar_doc.rejected_doc(
         None, user="u1", upload_id=None, sequencer="01", reason="truncated", message="m", at="t"
     )
     assert doc["avatar"] is None
@@ -145,11 +147,11 @@ def test_rejected_first_upload_has_no_avatar():
 
 
 def test_too_big_message_is_readable():
-    assert avatars.too_big_message(12_582_912, 10_485_760) == (
+    assert avatar_doc.too_big_message(12_582_912, 10_485_760) == (
         "The file is 12,582,912 bytes; the largest accepted upload is 10,485,760 bytes."
     )
 
 
 def test_utc_now_is_iso_utc():
-    assert avatars.utc_now().endswith("Z")
-    assert "T" in avatars.utc_now()
+    assert avatar_doc.utc_now().endswith("Z")
+    assert "T" in avatar_doc.utc_now()
