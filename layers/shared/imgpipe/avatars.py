@@ -392,7 +392,8 @@ class _Run:
         original was erased meanwhile and what this run wrote has been taken back.
         """
         before = len(self.written)
-        self.settle(manifest, held)
+        if original_exists is not False:
+            self.settle(manifest, held)
         if len(self.written) != before or (original_exists is None and self.written):
             original_exists = self.store.original_exists(self.ref)
         if original_exists is False:
@@ -404,12 +405,15 @@ class _Run:
         """Make the stable copies hold the version avatar.json names (see the module docstring)."""
         store = self.store
         copied: str | None = None
+        missing: str | None = None
         for _ in range(SETTLE_ATTEMPTS):
             if manifest is None:
                 manifest = store.read_manifest(self.user)
             avatar = manifest.doc.get("avatar") if manifest else None
             manifest = None
-            if avatar is None or avatar["version"] == copied:
+            # The renditions of the avatar.json still current are gone: only an erase deletes
+            # those, and whoever is left to check the original takes back what was copied.
+            if avatar is None or avatar["version"] in (copied, missing):
                 return
             if held is None:
                 copies = avatar_doc.stable_copies(avatar)
@@ -424,8 +428,8 @@ class _Run:
             for copy, etag in zip(stale, etags, strict=True):
                 if etag is not None:
                     self.written[copy.stable_key] = etag
-            # A rendition gone from under the copy: erased or expired; read the document again.
-            copied = version if None not in etags else None
+            # A rendition gone from under the copy: erased, or expired once avatar.json moved on.
+            copied, missing = (version, None) if None not in etags else (None, version)
             logger.info(
                 "stable copies reset to the committed version",
                 extra=self.log(version=version, copies=len(stale), complete=copied is not None),
