@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -155,3 +156,84 @@ def test_too_big_message_is_readable():
 def test_utc_now_is_iso_utc():
     assert avatar_doc.utc_now().endswith("Z")
     assert "T" in avatar_doc.utc_now()
+
+
+def test_a_replay_is_another_stored_version_of_the_upload_id_avatar_json_reports_on():
+    doc = avatar_doc.ready_doc(
+        user="u1", upload_id="up-1", sequencer="0A", avatar={}, at="t", original_version="v1"
+    )
+    assert avatar_doc.is_replay(doc, upload_id="up-1", original_version="v2")
+    # the very version avatar.json came from (an event delivered again under a newer sequencer)
+    assert not avatar_doc.is_replay(doc, upload_id="up-1", original_version="v1")
+    # another upload, or nothing to compare with
+    assert not avatar_doc.is_replay(doc, upload_id="up-2", original_version="v2")
+    assert not avatar_doc.is_replay(doc, upload_id=None, original_version="v2")
+    assert not avatar_doc.is_replay(doc, upload_id="up-1", original_version=None)
+    assert not avatar_doc.is_replay(None, upload_id="up-1", original_version="v2")
+    older = {**doc, "latest": {**doc["latest"], "originalVersionId": None}}  # written before the field
+    assert not avatar_doc.is_replay(older, upload_id="up-1", original_version="v2")
+
+
+def test_a_rerender_applies_on_the_same_sequencer_but_not_on_a_newer_one():
+    doc = {"sequencer": "0066A4E39C2F8B1D27"}
+    assert avatar_doc.skip_reason("0066A4E39C2F8B1D27", doc, rerender=True) is None
+    assert avatar_doc.skip_reason("0066A4E39C2F8B1D", doc, rerender=True) == "stale"
+
+
+def test_stale_copies_are_those_not_holding_the_avatars_version():
+    avatar = avatar_doc.avatar_section("u1", _result())
+    held = {
+        "avatars/u1/512x512.jpg": "0123456789abcdef",
+        "avatars/u1/512x512.webp": "fedcba9876543210",
+        # 128x128.jpg: missing
+    }
+    stale = avatar_doc.stale_copies(avatar, held)
+    assert [(c.stable_key, c.versioned_key, c.content_type) for c in stale] == [
+        ("avatars/u1/512x512.webp", "avatars/u1/v/0123456789abcdef/512x512.webp", "image/webp"),
+        ("avatars/u1/128x128.jpg", "avatars/u1/v/0123456789abcdef/128x128.jpg", "image/jpeg"),
+    ]
+
+
+def test_shown_version_is_the_avatar_a_doc_shows_whatever_its_latest_state():
+    avatar = avatar_doc.avatar_section("u1", _result())
+    ready = avatar_doc.ready_doc(user="u1", upload_id="a", sequencer="0A", avatar=avatar, at="t")
+    rejected = avatar_doc.rejected_doc(
+        ready, user="u1", upload_id="b", sequencer="0B", reason="empty", message="m", at="t"
+    )
+    assert avatar_doc.shown_version(ready) == avatar_doc.shown_version(rejected) == "0123456789abcdef"
+    assert avatar_doc.shown_version(None) is None
+    assert (
+        avatar_doc.shown_version(
+            avatar_doc.rejected_doc(
+                None, user="u1", upload_id="b", sequencer="0B", reason="empty", message="m", at="t"
+            )
+        )
+        is None
+    )
+
+
+def test_renditions_expire_unless_kept_or_young():
+    now = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+    old, young = now - timedelta(hours=2), now - timedelta(seconds=5)
+
+    def stored(version: str, when: datetime, names: tuple[str, ...] = ("a.jpg", "a.webp")) -> list:
+        return [avatar_doc.StoredObject(f"avatars/u1/v/{version}/{name}", when) for name in names]
+
+    objects = [
+        *stored("current", old),
+        *stored("previous", old),
+        *stored("replaced", old),
+        *stored("in-flight", young),
+        # one young object keeps its whole version (its other renditions may be older)
+        avatar_doc.StoredObject("avatars/u1/v/mixed/a.jpg", old),
+        avatar_doc.StoredObject("avatars/u1/v/mixed/a.webp", young),
+        # never touched: not a versioned rendition of this user
+        avatar_doc.StoredObject("avatars/u1/a.jpg", old),
+        avatar_doc.StoredObject("avatars/u2/v/replaced/a.jpg", old),
+    ]
+
+    expired = avatar_doc.renditions_to_expire(
+        "u1", objects, keep={"current", "previous", None}, written_before=now - timedelta(minutes=15)
+    )
+
+    assert expired == ["avatars/u1/v/replaced/a.jpg", "avatars/u1/v/replaced/a.webp"]
