@@ -25,10 +25,10 @@ from imgpipe.avatar_doc import Doc, StableCopy, StoredObject
 
 logger = logging.getLogger(__name__)
 
-# The widest step puts every rendition twice (3 sizes x 3 formats x 2 = 18 with AVIF). The S3
-# client's connection pool should be at least this wide, or extra connections are opened and
-# thrown away on every step.
-PARALLEL_REQUESTS = 18
+# The widest step puts every rendition twice and lists the old ones: 3 sizes x 3 formats x 2 + 1
+# = 19 with AVIF (a longer rendition list queues the rest behind these). The S3 client's
+# connection pool should be as wide, or extra connections are opened and dropped every step.
+PARALLEL_REQUESTS = 20
 
 # One listing page of a user's versioned renditions is plenty (6 objects per version); what
 # does not fit is expired by the next upload.

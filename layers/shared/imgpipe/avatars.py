@@ -6,9 +6,9 @@ this module is the order of the steps. `handle_upload` takes an S3 event's field
 
 The common path is four S3 round trips, whatever the number of renditions:
 
-1. read avatar.json  ||  get the original  ||  list the user's versioned renditions
+1. read avatar.json  ||  get the original
    (decode, resize, encode: no S3)
-2. put every versioned rendition  ||  put every stable copy
+2. put every versioned rendition  ||  put every stable copy  ||  list the versioned renditions
 3. commit avatar.json: a conditional PUT (If-Match the ETag read in 1, If-None-Match: * when
    there was none)
 4. HEAD every stable copy  ||  HEAD the original  ||  delete expired renditions
@@ -51,8 +51,8 @@ sees it, LIST included; conditional writes are atomic):
   neither its own nor those of the avatar it replaced (a client that read avatar.json just
   before, or a cache, may still fetch them) and that were all written more than `retire_after`
   ago — a concurrent upload writes its renditions before it commits, so a young version may be
-  about to become current. The listing rides along with step 1 and the delete with step 4: no
-  round trip is added.
+  about to become current. The listing rides along with step 2 and the delete with step 4: no
+  round trip is added, and runs that publish nothing list nothing.
 
 Exceptions a retry could fix (throttling, network, a conflict that did not settle) propagate,
 so S3 retries the event and then dead-letters it; a bad image is a normal return (rejected).
@@ -200,9 +200,8 @@ class _Run:
         # Step 1.
         manifest_f = store.submit(partial(store.read_manifest, self.user))
         original_f = store.submit(partial(store.open_original, self.ref, head_only=head_only))
-        listed_f = store.submit(partial(store.list_renditions, self.user))
         try:
-            wait_all(manifest_f, original_f, listed_f)
+            wait_all(manifest_f, original_f)
         except BaseException:
             if original_f.exception() is None and (opened := original_f.result()) is not None:
                 opened.close()
@@ -235,19 +234,12 @@ class _Run:
             result = imaging.process(data, self.cfg.options)
         except imaging.ImageRejected as rejected:
             return self.reject(manifest, rejected.reason, str(rejected), bytes_in=len(data))
-        return self.publish(manifest, listed_f.result(), result, bytes_in=len(data))
+        return self.publish(manifest, result, bytes_in=len(data))
 
     def is_replay(self, doc: Doc | None) -> bool:
         return avatar_doc.is_replay(doc, upload_id=self.upload_id, original_version=self.upload.version_id)
 
-    def publish(
-        self,
-        manifest: Manifest | None,
-        listed: list[avatar_doc.StoredObject] | None,
-        result: imaging.Result,
-        *,
-        bytes_in: int,
-    ) -> Outcome:
+    def publish(self, manifest: Manifest | None, result: imaging.Result, *, bytes_in: int) -> Outcome:
         store, user, version = self.store, self.user, result.version
         # Step 2: every file the document will name, before the document names it.
         puts: dict[str, Callable[[], str]] = {}
@@ -266,7 +258,9 @@ class _Run:
                 output.content_type,
                 stable_version=version,
             )
+        listed_f = store.submit(partial(store.list_renditions, user))
         self.written.update(zip(puts, store.all(puts.values()), strict=True))
+        wait_all(listed_f)
         avatar = avatar_doc.avatar_section(user, result)
 
         def ready(_current: Doc | None) -> Doc:
@@ -293,7 +287,7 @@ class _Run:
         # Step 4: check the stable copies and that the original survived; expire old renditions.
         expired = avatar_doc.renditions_to_expire(
             user,
-            listed or (),
+            listed_f.result() or (),
             keep={version, avatar_doc.shown_version(committed.replaced)},
             written_before=datetime.now(UTC) - self.cfg.retire_after,
         )
