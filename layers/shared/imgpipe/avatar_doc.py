@@ -8,7 +8,7 @@ orchestrates these decisions; `imgpipe.avatar_store` moves the bytes.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -185,7 +185,34 @@ def shown_version(doc: Doc | None) -> str | None:
     return avatar["version"] if avatar else None
 
 
-# ---------------------------------------------------------------- stable copies
+# ---------------------------------------------------------------- renditions and stable copies
+
+
+@dataclass(frozen=True)
+class RenditionWrite:
+    """One object to put: a rendition under its versioned key (immutable), or a stable copy
+    (`stable_version`: the version it holds, for later checks)."""
+
+    key: str
+    data: bytes = field(repr=False)
+    content_type: str
+    stable_version: str | None = None
+
+
+def rendition_writes(user: str, result: imaging.Result) -> list[RenditionWrite]:
+    """Every file an avatar.json naming `result` needs: each rendition twice."""
+    return [
+        write
+        for output in result.outputs
+        for write in (
+            RenditionWrite(
+                keys.versioned_key(user, result.version, output.filename), output.data, output.content_type
+            ),
+            RenditionWrite(
+                keys.stable_key(user, output.filename), output.data, output.content_type, result.version
+            ),
+        )
+    ]
 
 
 @dataclass(frozen=True)

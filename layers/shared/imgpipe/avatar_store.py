@@ -21,7 +21,7 @@ from typing import Any, Self
 from botocore.exceptions import ClientError
 
 from imgpipe import avatar_doc, keys
-from imgpipe.avatar_doc import Doc, StableCopy, StoredObject
+from imgpipe.avatar_doc import Doc, RenditionWrite, StableCopy, StoredObject
 
 logger = logging.getLogger(__name__)
 
@@ -189,18 +189,18 @@ class AvatarStore:
 
     # ------------------------------------------------------------ renditions (assets bucket)
 
-    def put_rendition(self, key: str, data: bytes, content_type: str, *, stable_version: str | None) -> str:
-        """Write one rendition: immutable under its versioned key, or (with the version it
-        holds) a short-lived stable copy. Returns its ETag."""
-        if stable_version is None:
+    def put_rendition(self, write: RenditionWrite) -> str:
+        """Write one rendition: immutable under its versioned key, or a short-lived stable copy
+        that names the version it holds. Returns its ETag."""
+        if write.stable_version is None:
             extra: dict[str, Any] = {"CacheControl": avatar_doc.CACHE_IMMUTABLE}
         else:
             extra = {
                 "CacheControl": avatar_doc.CACHE_STABLE,
-                "Metadata": {avatar_doc.VERSION_METADATA: stable_version},
+                "Metadata": {avatar_doc.VERSION_METADATA: write.stable_version},
             }
         response = self.s3.put_object(
-            Bucket=self.assets_bucket, Key=key, Body=data, ContentType=content_type, **extra
+            Bucket=self.assets_bucket, Key=write.key, Body=write.data, ContentType=write.content_type, **extra
         )
         etag: str = response["ETag"]
         return etag

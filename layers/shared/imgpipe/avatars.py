@@ -242,24 +242,10 @@ class _Run:
     def publish(self, manifest: Manifest | None, result: imaging.Result, *, bytes_in: int) -> Outcome:
         store, user, version = self.store, self.user, result.version
         # Step 2: every file the document will name, before the document names it.
-        puts: dict[str, Callable[[], str]] = {}
-        for output in result.outputs:
-            puts[keys.versioned_key(user, version, output.filename)] = partial(
-                store.put_rendition,
-                keys.versioned_key(user, version, output.filename),
-                output.data,
-                output.content_type,
-                stable_version=None,
-            )
-            puts[keys.stable_key(user, output.filename)] = partial(
-                store.put_rendition,
-                keys.stable_key(user, output.filename),
-                output.data,
-                output.content_type,
-                stable_version=version,
-            )
+        writes = avatar_doc.rendition_writes(user, result)
         listed_f = store.submit(partial(store.list_renditions, user))
-        self.written.update(zip(puts, store.all(puts.values()), strict=True))
+        etags = store.all(partial(store.put_rendition, write) for write in writes)
+        self.written.update((write.key, etag) for write, etag in zip(writes, etags, strict=True))
         wait_all(listed_f)
         avatar = avatar_doc.avatar_section(user, result)
 
