@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import hostile
 import images
 
 BENCH = Path(__file__).resolve().parent
@@ -453,6 +454,9 @@ def main(argv: list[str] | None = None) -> int:
         help="a diff against the repository root (-p1), applied to a copy of layers/shared and "
         "measured as imgpipe+patch beside imgpipe; repeat to apply several in order",
     )
+    parser.add_argument(
+        "--no-hostile", action="store_true", help="skip the hostile-input table (bench/hostile.py)"
+    )
     parser.add_argument("--no-latency", action="store_true", help="skip the S3 latency model (latency.py)")
     args = parser.parse_args(argv)
 
@@ -471,13 +475,16 @@ def main(argv: list[str] | None = None) -> int:
         status = _run(args, impls, names, warmup, patched)
     finally:
         shutil.rmtree(scratch)
-    if args.no_latency:
-        return status
-    # The S3 latency model (bench/latency.py) measures the handler, not the imaging core.
-    latency = subprocess.run(
-        [sys.executable, str(BENCH / "latency.py"), *(["--quick"] if args.quick else [])]
-    )
-    return status or latency.returncode
+    # The hostile-input table belongs to the full run (a subset or a patch is a processing question).
+    if not (args.quick or args.images or args.patch or args.no_hostile):
+        status |= hostile.main([])
+    if not (args.images or args.patch or args.no_latency):
+        # The S3 latency model (bench/latency.py) measures the handler, not the imaging core.
+        latency = subprocess.run(
+            [sys.executable, str(BENCH / "latency.py"), *(["--quick"] if args.quick else [])]
+        )
+        status |= latency.returncode
+    return status
 
 
 def _run(
