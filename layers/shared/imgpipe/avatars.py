@@ -56,6 +56,13 @@ sees it, LIST included; conditional writes are atomic):
 
 Exceptions a retry could fix (throttling, network, a conflict that did not settle) propagate,
 so S3 retries the event and then dead-letters it; a bad image is a normal return (rejected).
+
+Known limits, both needing byte-identical pictures within milliseconds: ETags are content
+hashes, so a take-back can delete a byte-identical object that an upload made right after the
+erase wrote in the same instant; and an expiry can delete the renditions of a version that a
+concurrent upload of the very same picture (a version at least two avatars old) is re-writing
+(its stable copies are unaffected). Step 2 is one round for up to PARALLEL_REQUESTS requests; a
+longer rendition list queues the rest.
 """
 
 from __future__ import annotations
