@@ -351,7 +351,7 @@ def measure(args: argparse.Namespace) -> int:
             w.close()
         server.stop()
         shutil.rmtree(scratch)
-    run = {
+    run: dict[str, Any] = {
         "started": started.strftime("%Y-%m-%d %H:%M UTC"),
         "delays_ms": list(args.delays),
         "iterations": iterations,
@@ -378,10 +378,11 @@ def measure(args: argparse.Namespace) -> int:
         ],
     }
     problems = [
-        f"{tree['name']} {case}: {tree['cases'][case]['statuses']}"
-        for tree in run["trees"]
-        for case in CASES
-        if tree["cases"][case]["statuses"] != ["processed"]
+        f"{name} {case}: {sorted(s.statuses)}"
+        for name, by_case in series.items()
+        for case, by_ms in by_case.items()
+        for s in by_ms.values()
+        if s.statuses != {"processed"}
     ]
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = started.strftime("%Y%m%dT%H%M%SZ")

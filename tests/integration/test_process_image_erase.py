@@ -10,6 +10,7 @@ the processor writes or repairs stable copies (the writes its listing cannot see
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 import boto3
@@ -53,15 +54,15 @@ def published(s3: Any) -> list[str]:
 
 
 def is_original(params: dict[str, Any]) -> bool:
-    return params["Bucket"] == UPLOADS
+    return bool(params["Bucket"] == UPLOADS)
 
 
 def is_manifest(params: dict[str, Any]) -> bool:
-    return params["Key"] == MANIFEST
+    return bool(params["Key"] == MANIFEST)
 
 
 def is_first_stable_copy(params: dict[str, Any]) -> bool:
-    return params["Key"] == keys.stable_key(USER, FILES[0])
+    return bool(params["Key"] == keys.stable_key(USER, FILES[0]))
 
 
 # (operation, which of its requests, after its answer?) for every gap in the sequence.
@@ -103,7 +104,9 @@ CASES = [
 
 
 @pytest.mark.parametrize(("previous", "data", "point"), CASES)
-def test_an_erase_at_any_step_of_processing_leaves_nothing_published(aws, app, previous, data, point):
+def test_an_erase_at_any_step_of_processing_leaves_nothing_published(
+    aws: Any, app: ModuleType, previous: bool, data: bytes, point: Point
+) -> None:
     # Given a user (with or without an avatar already) whose upload is being processed
     if previous:
         avatars.handle_upload(
@@ -129,7 +132,9 @@ def test_an_erase_at_any_step_of_processing_leaves_nothing_published(aws, app, p
 
 
 @pytest.mark.parametrize("previous", [False, True], ids=["first-upload", "re-upload"])
-def test_writes_the_erase_listing_cannot_see_are_taken_back(aws, app, previous):
+def test_writes_the_erase_listing_cannot_see_are_taken_back(
+    aws: Any, app: ModuleType, previous: bool
+) -> None:
     # Given an upload being processed, held while writing its renditions
     if previous:
         avatars.handle_upload(
@@ -156,7 +161,9 @@ def test_writes_the_erase_listing_cannot_see_are_taken_back(aws, app, previous):
     assert published(aws) == []
 
 
-def test_an_erase_between_the_commit_and_the_check_of_a_rejected_first_upload_leaves_no_status(aws, app):
+def test_an_erase_between_the_commit_and_the_check_of_a_rejected_first_upload_leaves_no_status(
+    aws: Any, app: ModuleType
+) -> None:
     # The "rejected" avatar.json written after the erase (no document existed to conflict with).
     obj = upload(aws, BAD, "up-bad")
     client = boto3.client("s3")
@@ -190,7 +197,7 @@ def broken_stable_copies(aws: Any, app: Any) -> dict[str, Any]:
     return second
 
 
-def test_a_repair_whose_renditions_were_erased_stops_cleanly(aws, app):
+def test_a_repair_whose_renditions_were_erased_stops_cleanly(aws: Any, app: ModuleType) -> None:
     # Given a duplicate event repairing stable copies, held just before its server-side copy
     second = broken_stable_copies(aws, app)
     client = boto3.client("s3")
@@ -208,7 +215,7 @@ def test_a_repair_whose_renditions_were_erased_stops_cleanly(aws, app):
     assert published(aws) == []
 
 
-def test_a_repair_copied_after_the_erase_listing_is_taken_back(aws, app):
+def test_a_repair_copied_after_the_erase_listing_is_taken_back(aws: Any, app: ModuleType) -> None:
     # Given a duplicate event about to repair stable copies, held just before its copies
     second = broken_stable_copies(aws, app)
     client, eraser = boto3.client("s3"), boto3.client("s3")

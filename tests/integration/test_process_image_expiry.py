@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import timedelta
+from types import ModuleType
 from typing import Any
 
 import boto3
@@ -51,7 +52,9 @@ def process(s3: Any, cfg: avatars.Config, i: int, data: bytes | None = None) -> 
     return avatars.handle_upload(s3, cfg, sequencer=SEQ[i], **obj)
 
 
-def test_replaced_renditions_expire_keeping_the_current_and_the_previous(aws, expire_at_once):
+def test_replaced_renditions_expire_keeping_the_current_and_the_previous(
+    aws: Any, expire_at_once: avatars.Config
+) -> None:
     # Given three avatars in a row
     versions = [process(aws, expire_at_once, i).version for i in range(3)]
 
@@ -64,7 +67,7 @@ def test_replaced_renditions_expire_keeping_the_current_and_the_previous(aws, ex
     assert stable_matches(aws, versions[2])
 
 
-def test_young_renditions_are_kept(aws, app):
+def test_young_renditions_are_kept(aws: Any, app: ModuleType) -> None:
     # A concurrent upload writes its renditions before committing: a version written minutes
     # ago may be about to become current, so the default grace keeps it.
     assert app.CONFIG.retire_after == avatars.RETIRE_AFTER >= timedelta(minutes=1)
@@ -73,7 +76,9 @@ def test_young_renditions_are_kept(aws, app):
     assert set(versions_stored(aws)) == set(versions)
 
 
-def test_the_avatar_a_rejection_kept_showing_counts_as_the_previous(aws, expire_at_once):
+def test_the_avatar_a_rejection_kept_showing_counts_as_the_previous(
+    aws: Any, expire_at_once: avatars.Config
+) -> None:
     # Given avatar A, then a rejected upload (avatar.json still shows A)
     a = process(aws, expire_at_once, 0).version
     assert process(aws, expire_at_once, 1, b"not an image" * 40).status == "rejected"
@@ -85,7 +90,7 @@ def test_the_avatar_a_rejection_kept_showing_counts_as_the_previous(aws, expire_
     assert versions_stored(aws) == {a: len(FILES), b: len(FILES)}
 
 
-def test_renditions_no_avatar_ever_named_expire_too(aws, expire_at_once):
+def test_renditions_no_avatar_ever_named_expire_too(aws: Any, expire_at_once: avatars.Config) -> None:
     # Given renditions of an upload that lost a race or crashed before its commit
     orphan = keys.versioned_key(USER, "0123456789abcdef", "128x128.jpg")
     aws.put_object(Bucket=ASSETS, Key=orphan, Body=b"x")
@@ -98,7 +103,7 @@ def test_renditions_no_avatar_ever_named_expire_too(aws, expire_at_once):
     aws.head_object(Bucket=ASSETS, Key=unrelated)  # only versioned renditions are ever expired
 
 
-def test_an_expiry_s3_refuses_does_not_fail_the_upload(aws, expire_at_once):
+def test_an_expiry_s3_refuses_does_not_fail_the_upload(aws: Any, expire_at_once: avatars.Config) -> None:
     versions = [process(aws, expire_at_once, i).version for i in range(2)]
     client = boto3.client("s3")
 

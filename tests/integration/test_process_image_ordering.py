@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from types import ModuleType
+from typing import Any
 
 import boto3
 
@@ -28,14 +30,16 @@ from tests.integration.test_process_image import (
 FIXTURES = (aws, app)
 
 
-def stable_versions(s3) -> set[str]:
+def stable_versions(s3: Any) -> set[str]:
     return {
         s3.head_object(Bucket=ASSETS, Key=keys.stable_key(USER, name))["Metadata"]["imgpipe-version"]
         for name in FILES
     }
 
 
-def test_a_repair_during_a_newer_upload_cannot_leave_the_older_avatar_at_the_stable_urls(aws, app):
+def test_a_repair_during_a_newer_upload_cannot_leave_the_older_avatar_at_the_stable_urls(
+    aws: Any, app: ModuleType
+) -> None:
     # Given avatar B (after A), and upload C held just before its commit, its stable copies written
     avatars.handle_upload(aws, app.CONFIG, sequencer=SEQ[0], **upload(aws, image_bytes((200, 0, 0)), "up-a"))
     b = upload(aws, image_bytes((0, 200, 0)), "up-b")
@@ -62,7 +66,9 @@ def test_a_repair_during_a_newer_upload_cannot_leave_the_older_avatar_at_the_sta
     assert stable_matches(aws, outcome.version)
 
 
-def test_a_replayed_presigned_post_is_not_processed_again(aws, app, lambda_context):
+def test_a_replayed_presigned_post_is_not_processed_again(
+    aws: Any, app: ModuleType, lambda_context: Any
+) -> None:
     # Given an upload processed
     first = upload(aws, image_bytes((10, 20, 30)), "upload-1")
     assert avatars.handle_upload(aws, app.CONFIG, sequencer=SEQ[0], **first).status == "processed"
@@ -87,7 +93,7 @@ def test_a_replayed_presigned_post_is_not_processed_again(aws, app, lambda_conte
     assert avatars.handle_upload(aws, app.CONFIG, sequencer=SEQ[3], **fresh).status == "processed"
 
 
-def test_a_replayed_rejected_upload_is_not_processed_again(aws, app):
+def test_a_replayed_rejected_upload_is_not_processed_again(aws: Any, app: ModuleType) -> None:
     bad = upload(aws, b"not an image" * 50, "upload-bad")
     assert avatars.handle_upload(aws, app.CONFIG, sequencer=SEQ[0], **bad).status == "rejected"
     doc = manifest(aws)
@@ -101,7 +107,7 @@ def test_a_replayed_rejected_upload_is_not_processed_again(aws, app):
     assert tags == []
 
 
-def test_the_same_stored_version_under_a_newer_sequencer_is_applied(aws, app):
+def test_the_same_stored_version_under_a_newer_sequencer_is_applied(aws: Any, app: ModuleType) -> None:
     # Not a replay: no new object was stored (what the e2e suite's control event sends).
     obj = upload(aws, image_bytes((10, 20, 30)), "upload-1")
     avatars.handle_upload(aws, app.CONFIG, sequencer=SEQ[0], **obj)
@@ -115,11 +121,13 @@ def test_the_same_stored_version_under_a_newer_sequencer_is_applied(aws, app):
 # ---------------------------------------------------------------- re-rendering (the backfill's unit)
 
 
-def current(obj: dict) -> avatars.Upload:
+def current(obj: dict[str, Any]) -> avatars.Upload:
     return avatars.Upload(USER, obj["key"], obj["version_id"], SEQ[0], obj["size"], obj["etag"])
 
 
-def test_a_rerender_applies_a_new_spec_to_the_original_avatar_json_was_made_from(aws, app):
+def test_a_rerender_applies_a_new_spec_to_the_original_avatar_json_was_made_from(
+    aws: Any, app: ModuleType
+) -> None:
     # Given an avatar made with the current spec
     obj = upload(aws, image_bytes((10, 120, 240)), "upload-1")
     old = avatars.handle_upload(aws, app.CONFIG, sequencer=SEQ[0], **obj)
@@ -141,7 +149,7 @@ def test_a_rerender_applies_a_new_spec_to_the_original_avatar_json_was_made_from
     assert (again.status, again.reason) == ("skipped", "duplicate")
 
 
-def test_a_rerender_never_overwrites_a_newer_upload(aws, app):
+def test_a_rerender_never_overwrites_a_newer_upload(aws: Any, app: ModuleType) -> None:
     older = upload(aws, image_bytes((10, 120, 240)), "upload-1")
     avatars.handle_upload(aws, app.CONFIG, sequencer=SEQ[0], **older)
     newer = upload(aws, image_bytes((240, 120, 10)), "upload-2")

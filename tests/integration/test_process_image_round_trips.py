@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import timedelta
+from types import ModuleType
 from typing import Any
 
 import boto3
@@ -49,7 +50,7 @@ def ops(batch: list[str]) -> list[str]:
     return [request.split(" ")[0] for request in batch]
 
 
-def test_first_upload_waits_for_four_rounds(aws, app):
+def test_first_upload_waits_for_four_rounds(aws: Any, app: ModuleType) -> None:
     obj = upload(aws, image_bytes((200, 30, 30)), "upload-1")
 
     outcome, rounds = rounds_of(app.CONFIG, obj, SEQ[0])
@@ -72,7 +73,9 @@ def test_first_upload_waits_for_four_rounds(aws, app):
     ]
 
 
-def test_reupload_waits_for_four_rounds_and_expires_old_renditions_in_the_last(aws, app):
+def test_reupload_waits_for_four_rounds_and_expires_old_renditions_in_the_last(
+    aws: Any, app: ModuleType
+) -> None:
     # Given two avatars already made, the first written long enough ago to expire
     for i, color in enumerate([(1, 2, 3), (4, 5, 6)]):
         avatars.handle_upload(aws, app.CONFIG, sequencer=SEQ[i], **upload(aws, image_bytes(color), f"up-{i}"))
@@ -91,7 +94,7 @@ def test_reupload_waits_for_four_rounds_and_expires_old_renditions_in_the_last(a
     assert manifest(aws)["avatar"]["version"] == outcome.version
 
 
-def test_rejected_upload_waits_for_four_rounds(aws, app):
+def test_rejected_upload_waits_for_four_rounds(aws: Any, app: ModuleType) -> None:
     obj = upload(aws, b"not an image at all" * 100, "upload-bad")
 
     outcome, rounds = rounds_of(app.CONFIG, obj, SEQ[0])
@@ -104,7 +107,7 @@ def test_rejected_upload_waits_for_four_rounds(aws, app):
     ]
 
 
-def test_duplicate_waits_for_two_rounds_and_replay_for_one(aws, app):
+def test_duplicate_waits_for_two_rounds_and_replay_for_one(aws: Any, app: ModuleType) -> None:
     obj = upload(aws, image_bytes((200, 30, 30)), "upload-1")
     avatars.handle_upload(aws, app.CONFIG, sequencer=SEQ[0], **obj)
 

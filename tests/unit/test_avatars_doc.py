@@ -30,12 +30,12 @@ from imgpipe import avatar_doc, imaging
         (None, None, 0),
     ],
 )
-def test_compare_sequencers(a, b, expected):
+def test_compare_sequencers(a: str | None, b: str | None, expected: int) -> None:
     assert avatar_doc.compare_sequencers(a, b) == expected
     assert avatar_doc.compare_sequencers(b, a) == -expected
 
 
-def test_skip_reason_orders_events_against_the_stored_sequencer():
+def test_skip_reason_orders_events_against_the_stored_sequencer() -> None:
     doc = {"sequencer": "0066A4E39C2F8B1D27"}
     assert avatar_doc.skip_reason("0066A4E39C2F8B1D27", doc) == "duplicate"
     assert avatar_doc.skip_reason("0066A4E39C2F8B1D", doc) == "stale"
@@ -72,7 +72,7 @@ def _result() -> imaging.Result:
     )
 
 
-def test_avatar_section_lists_every_output_with_both_urls():
+def test_avatar_section_lists_every_output_with_both_urls() -> None:
     avatar = avatar_doc.avatar_section("u1", _result())
     assert avatar["version"] == "0123456789abcdef"
     assert avatar["source"] == {"format": "png", "width": 2000, "height": 1000}
@@ -93,7 +93,7 @@ def test_avatar_section_lists_every_output_with_both_urls():
     ]
 
 
-def test_ready_doc_has_the_contract_shape_and_is_json():
+def test_ready_doc_has_the_contract_shape_and_is_json() -> None:
     avatar = avatar_doc.avatar_section("u1", _result())
     doc = avatar_doc.ready_doc(
         user="u1", upload_id="up-1", sequencer="0A", avatar=avatar, at="2026-11-28T15:00:00Z"
@@ -115,7 +115,7 @@ def test_ready_doc_has_the_contract_shape_and_is_json():
     }
 
 
-def test_rejected_doc_keeps_the_previous_avatar():
+def test_rejected_doc_keeps_the_previous_avatar() -> None:
     avatar = avatar_doc.avatar_section("u1", _result())
     previous = avatar_doc.ready_doc(user="u1", upload_id="up-1", sequencer="0A", avatar=avatar, at="t0")
     doc = avatar_doc.rejected_doc(
@@ -139,7 +139,7 @@ def test_rejected_doc_keeps_the_previous_avatar():
     }
 
 
-def test_rejected_first_upload_has_no_avatar():
+def test_rejected_first_upload_has_no_avatar() -> None:
     doc = avatar_doc.rejected_doc(
         None, user="u1", upload_id=None, sequencer="01", reason="truncated", message="m", at="t"
     )
@@ -147,18 +147,18 @@ def test_rejected_first_upload_has_no_avatar():
     assert doc["latest"]["state"] == "rejected"
 
 
-def test_too_big_message_is_readable():
+def test_too_big_message_is_readable() -> None:
     assert avatar_doc.too_big_message(12_582_912, 10_485_760) == (
         "The file is 12,582,912 bytes; the largest accepted upload is 10,485,760 bytes."
     )
 
 
-def test_utc_now_is_iso_utc():
+def test_utc_now_is_iso_utc() -> None:
     assert avatar_doc.utc_now().endswith("Z")
     assert "T" in avatar_doc.utc_now()
 
 
-def test_a_replay_is_another_stored_version_of_the_upload_id_avatar_json_reports_on():
+def test_a_replay_is_another_stored_version_of_the_upload_id_avatar_json_reports_on() -> None:
     doc = avatar_doc.ready_doc(
         user="u1", upload_id="up-1", sequencer="0A", avatar={}, at="t", original_version="v1"
     )
@@ -174,13 +174,13 @@ def test_a_replay_is_another_stored_version_of_the_upload_id_avatar_json_reports
     assert not avatar_doc.is_replay(older, upload_id="up-1", original_version="v2")
 
 
-def test_a_rerender_applies_on_the_same_sequencer_but_not_on_a_newer_one():
+def test_a_rerender_applies_on_the_same_sequencer_but_not_on_a_newer_one() -> None:
     doc = {"sequencer": "0066A4E39C2F8B1D27"}
     assert avatar_doc.skip_reason("0066A4E39C2F8B1D27", doc, rerender=True) is None
     assert avatar_doc.skip_reason("0066A4E39C2F8B1D", doc, rerender=True) == "stale"
 
 
-def test_stale_copies_are_those_not_holding_the_avatars_version():
+def test_stale_copies_are_those_not_holding_the_avatars_version() -> None:
     avatar = avatar_doc.avatar_section("u1", _result())
     held = {
         "avatars/u1/512x512.jpg": "0123456789abcdef",
@@ -194,7 +194,7 @@ def test_stale_copies_are_those_not_holding_the_avatars_version():
     ]
 
 
-def test_shown_version_is_the_avatar_a_doc_shows_whatever_its_latest_state():
+def test_shown_version_is_the_avatar_a_doc_shows_whatever_its_latest_state() -> None:
     avatar = avatar_doc.avatar_section("u1", _result())
     ready = avatar_doc.ready_doc(user="u1", upload_id="a", sequencer="0A", avatar=avatar, at="t")
     rejected = avatar_doc.rejected_doc(
@@ -212,11 +212,13 @@ def test_shown_version_is_the_avatar_a_doc_shows_whatever_its_latest_state():
     )
 
 
-def test_renditions_expire_unless_kept_or_young():
+def test_renditions_expire_unless_kept_or_young() -> None:
     now = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
     old, young = now - timedelta(hours=2), now - timedelta(seconds=5)
 
-    def stored(version: str, when: datetime, names: tuple[str, ...] = ("a.jpg", "a.webp")) -> list:
+    def stored(
+        version: str, when: datetime, names: tuple[str, ...] = ("a.jpg", "a.webp")
+    ) -> list[avatar_doc.StoredObject]:
         return [avatar_doc.StoredObject(f"avatars/u1/v/{version}/{name}", when) for name in names]
 
     objects = [
