@@ -12,6 +12,7 @@ from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.config import Config
 
 from imgpipe import avatars, imaging, observability, settings
 from imgpipe.settings import SettingsError, env
@@ -47,7 +48,8 @@ CONFIG = _config(SETTINGS, SPEC)
 logger = observability.logger()
 tracer = observability.tracer()
 metrics = Metrics()
-s3 = boto3.client("s3")
+# As many pooled connections as requests the processor sends at once (else each step reconnects).
+s3 = boto3.client("s3", config=Config(max_pool_connections=avatars.PARALLEL_REQUESTS))
 
 
 @logger.inject_lambda_context
