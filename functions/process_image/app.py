@@ -14,7 +14,7 @@ from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
-from imgpipe import avatars, imaging, observability, settings
+from imgpipe import avatar_store, avatars, imaging, observability, settings
 from imgpipe.settings import SettingsError, env
 from imgpipe.spec import AvatarSpec
 
@@ -49,7 +49,7 @@ logger = observability.logger()
 tracer = observability.tracer()
 metrics = Metrics()
 # As many pooled connections as requests the processor sends at once (else each step reconnects).
-s3 = boto3.client("s3", config=Config(max_pool_connections=avatars.PARALLEL_REQUESTS))
+s3 = boto3.client("s3", config=Config(max_pool_connections=avatar_store.PARALLEL_REQUESTS))
 
 
 @logger.inject_lambda_context

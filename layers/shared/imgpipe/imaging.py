@@ -50,7 +50,9 @@ import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import cast
 
+import PIL
 from PIL import ExifTags, Image, ImageCms, features
 
 from imgpipe import bounded, spec, structure, webp_simple
@@ -205,7 +207,7 @@ class Options:
         """Everything that changes output bytes; limits are left out (they only accept/reject)."""
         renditions = spec.format_renditions(self.renditions)
         return (
-            f"pipeline={PIPELINE_VERSION};pillow={Image.__version__};renditions={renditions};"
+            f"pipeline={PIPELINE_VERSION};pillow={PIL.__version__};renditions={renditions};"
             f"formats={','.join(self.formats)};jpeg={self.jpeg_quality};webp={self.webp_quality};"
             f"avif={self.avif_quality}"
         )
@@ -379,7 +381,8 @@ def _to_resizable(im: Image.Image) -> Image.Image:
         # convert("L") would clip 16-bit values at 255 instead of scaling them.
         return im.convert("I").point(lambda v: v * (1 / 257)).convert("L")
     if mode == "F":
-        _low, high = im.getextrema()
+        # A single-band image's extrema are one (low, high) pair of numbers.
+        _low, high = cast(tuple[float, float], im.getextrema())
         scale = 255.0 if high <= 1.0 else 1.0
         return im.point(lambda v: v * scale).convert("L")
     if mode in ("RGBa", "La"):
@@ -419,7 +422,7 @@ def _to_srgb(im: Image.Image, icc: bytes | None, notes: list[str]) -> Image.Imag
         # No profile: the web's assumption is sRGB. CMYK without a profile gets Pillow's naive
         # conversion (Adobe-inverted JPEG CMYK was already un-inverted by the decoder).
         converted = base.convert("RGB")
-    if alpha is not None and alpha.getextrema()[0] < 255:
+    if alpha is not None and cast(tuple[int, int], alpha.getextrema())[0] < 255:
         converted.putalpha(alpha)
     return converted
 
