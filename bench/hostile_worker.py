@@ -5,35 +5,27 @@
 Run by bench/hostile.py with PYTHONPATH naming the imgpipe tree under test (today's or an older
 commit's). Prints one JSON line when warm (imports done, a small image processed, the file read):
 its RSS then is the baseline; then one JSON line with the outcome. CPU time counts this process
-and every child it reaped (imgpipe's own decode child included); peak RSS is the larger of this
-process's and its children's high-water marks, so `peak - warm` is what the upload cost on top
-of a warm processor.
+and its decoding children (the kept one's exact clock before, reaped after); peak RSS is the
+larger of this process's VmHWM and its reaped children's high-water marks (worker_protocol's
+peak_rss_kb), so `peak - warm` is what the upload cost on top of a warm processor.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import resource
 import sys
 from pathlib import Path
 
 from PIL import Image
+from worker_protocol import cpu_seconds, peak_rss_kb, vm_rss_kb
 
 from imgpipe import imaging
 
-
-def _rss_kb() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
-def _cpu() -> float:
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+# imgpipe's kept decoding child, where the tree under test has one (9b18e1f decodes in-process).
+_BOUNDED = getattr(imaging, "bounded", None)
+_KEPT_CPU = getattr(_BOUNDED, "kept_child_cpu_seconds", None)
+_RETIRE = getattr(_BOUNDED, "retire_kept_child", None)
 
 
 def main() -> int:
@@ -55,9 +47,9 @@ def main() -> int:
     Image.new("RGB", (640, 480), (10, 200, 30)).save(small, "JPEG")
     imaging.process(small.getvalue(), options)
     data = path.read_bytes()
-    warm = _rss_kb()
+    warm = vm_rss_kb()
     print(json.dumps({"warm_kb": warm}), flush=True)
-    cpu0 = _cpu()
+    cpu0 = cpu_seconds(_KEPT_CPU)
     try:
         imaging.process(data, options)
         outcome = {"outcome": "accepted", "reason": None, "message": None}
@@ -65,12 +57,10 @@ def main() -> int:
         outcome = {"outcome": "rejected", "reason": rejected.reason, "message": str(rejected)}
     except MemoryError:
         outcome = {"outcome": "MemoryError", "reason": None, "message": None}
-    cpu = _cpu() - cpu0
-    peak = max(
-        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-        resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
-    )
-    print(json.dumps({**outcome, "cpu_s": cpu, "peak_kb": peak, "warm_kb": warm}), flush=True)
+    if _RETIRE:
+        _RETIRE()  # reaped: its CPU time and peak RSS now count among this process's children
+    cpu = cpu_seconds() - cpu0
+    print(json.dumps({**outcome, "cpu_s": cpu, "peak_kb": peak_rss_kb(), "warm_kb": warm}), flush=True)
     return 0
 
 

@@ -9,7 +9,12 @@ import PIL
 from worker_protocol import JPEG_QUALITY, SIZES, WEBP_QUALITY, Output, serve
 
 from imgpipe import imaging
-from imgpipe.imaging import Options, parse_renditions, process
+from imgpipe.imaging import Options, process
+
+try:
+    from imgpipe.spec import parse_renditions
+except ImportError:  # a tree older than imgpipe.spec (the A/B baseline, main at 9b18e1f)
+    from imgpipe.imaging import parse_renditions  # type: ignore[attr-defined]
 
 OPTIONS = Options(
     renditions=parse_renditions(",".join(f"{s}x{s}:cover" for s in SIZES)),
@@ -30,6 +35,13 @@ def run_once(data: bytes) -> list[Output]:
 if __name__ == "__main__":
     # Which imaging.py ran: the tree's, or the patched copy's (imgpipe+patch).
     info = {"impl": "imgpipe", "pillow": PIL.__version__, "imaging": imaging.__file__}
-    # The CPU of imgpipe's kept decoding child (absent from trees older than it: nothing to add).
+    # imgpipe's kept decoding child: its CPU while it lives, reaped before the peak RSS is read
+    # (trees older than it have none).
     bounded = getattr(imaging, "bounded", None)
-    serve(Path(sys.argv[1]), run_once, info, getattr(bounded, "kept_child_cpu_seconds", None))
+    serve(
+        Path(sys.argv[1]),
+        run_once,
+        info,
+        live_children=getattr(bounded, "kept_child_cpu_seconds", None),
+        reap_children=getattr(bounded, "retire_kept_child", None),
+    )

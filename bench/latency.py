@@ -68,9 +68,12 @@ class _Context:
 
 
 def _cpu_seconds() -> float:
-    """This process's CPU time and its reaped children's (imaging decodes in a forked child)."""
+    """This process's CPU time, its reaped children's and its kept decoding child's (imaging
+    decodes in a forked child it keeps for many uploads; rusage counts it only once reaped)."""
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return time.process_time() + children.ru_utime + children.ru_stime
+    bounded = sys.modules.get("imgpipe.bounded")
+    kept: float = getattr(bounded, "kept_child_cpu_seconds", lambda: 0.0)()
+    return time.process_time() + children.ru_utime + children.ru_stime + kept
 
 
 def _load_handler(tree: Path) -> Any:

@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import hostile
 import images
@@ -57,7 +58,10 @@ FUNCTION_MEMORY_MB = 1024  # issue 3: 48 MP inside a 1024 MB function
 def commands(image: Path, patched: Path | None = None) -> dict[str, list[str]]:
     imgpipe = [sys.executable, str(BENCH / "imgpipe_worker.py"), str(image)]
     return {
-        "imgpipe": imgpipe,
+        # Both imgpipe slots import their tree through PYTHONPATH, as Lambda imports a layer: an
+        # A/A run (the same code in both) differed by 5-9% of CPU at 12 MP when this one went
+        # through the editable install's import hook instead, ~1% like this.
+        "imgpipe": ["env", f"PYTHONPATH={ROOT / 'layers' / 'shared'}", *imgpipe],
         # imgpipe with --patch files applied to a copy of layers/shared: a proposed change to
         # imaging.py measured in the same round-robin as the committed code.
         "imgpipe+patch": ["env", f"PYTHONPATH={patched}", *imgpipe],
@@ -87,7 +91,7 @@ class Worker:
         )
         self.ready = self._read()["ready"]
 
-    def _read(self) -> dict:
+    def _read(self) -> dict[str, Any]:
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if not line:
@@ -95,16 +99,19 @@ class Worker:
             self.stderr.seek(0)
             tail = self.stderr.read()[-2000:]
             raise WorkerFailed(f"{self.impl} worker exited ({self.proc.returncode}):\n{tail}")
-        return json.loads(line)
+        answer: dict[str, Any] = json.loads(line)
+        return answer
 
-    def run(self) -> dict:
+    def run(self) -> dict[str, Any]:
         assert self.proc.stdin is not None
         self.proc.stdin.write("run\n")
         self.proc.stdin.flush()
         return self._read()
 
-    def finish(self) -> dict:
-        """Stop the worker; its peak RSS comes from the kernel's accounting of that one child."""
+    def finish(self) -> dict[str, int]:
+        """Stop the worker. Its peak RSS is the one it reports (its VmHWM and its reaped
+        children's, see worker_protocol.peak_rss_kb); wait4's ru_maxrss is kept beside it for
+        reference only: exec folds this process's own high-water mark into it."""
         assert self.proc.stdin is not None
         self.proc.stdin.write("quit\n")
         self.proc.stdin.close()
@@ -112,7 +119,7 @@ class Worker:
         _, status, usage = os.wait4(self.proc.pid, 0)
         self.proc.returncode = os.waitstatus_to_exitcode(status)
         self.stderr.close()
-        return {"maxrss_kb": usage.ru_maxrss, "reported_maxrss_kb": reported.get("maxrss_kb")}
+        return {"maxrss_kb": int(reported["maxrss_kb"]), "wait4_maxrss_kb": usage.ru_maxrss}
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -124,17 +131,17 @@ class Worker:
 @dataclass
 class Measured:
     impl: str
-    ready: dict = field(default_factory=dict)
+    ready: dict[str, Any] = field(default_factory=dict)
     ms: list[float] = field(default_factory=list)
     cpu_ms: list[float] = field(default_factory=list)
-    outputs: list[dict] = field(default_factory=list)
+    outputs: list[dict[str, Any]] = field(default_factory=list)
     # The first iteration after start-up (lazy plugin and codec set-up): a Lambda cold start pays it.
     first_ms: float | None = None
     maxrss_kb: int | None = None
-    reported_maxrss_kb: int | None = None
+    wait4_maxrss_kb: int | None = None
     error: str | None = None
 
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, Any]:
         out = {k: v for k, v in self.__dict__.items() if k not in ("ms", "cpu_ms")}
         out["samples_ms"] = [round(x, 2) for x in self.ms]
         out["samples_cpu_ms"] = [round(x, 2) for x in self.cpu_ms]
@@ -180,7 +187,7 @@ def bench_image(
             rss = worker.finish()
             workers.pop(impl)
             measured[impl].maxrss_kb = rss["maxrss_kb"]
-            measured[impl].reported_maxrss_kb = rss["reported_maxrss_kb"]
+            measured[impl].wait4_maxrss_kb = rss["wait4_maxrss_kb"]
     finally:
         for worker in workers.values():
             worker.kill()
@@ -207,8 +214,9 @@ def _version(cmd: list[str]) -> str | None:
         return None
 
 
-def machine_info() -> dict:
-    from PIL import Image, features
+def machine_info() -> dict[str, Any]:
+    import PIL
+    from PIL import features
 
     cpu_model = next(
         (
@@ -231,7 +239,7 @@ def machine_info() -> dict:
         "kernel": platform.release(),
         "machine": platform.machine(),
         "python": platform.python_version(),
-        "pillow": Image.__version__,
+        "pillow": PIL.__version__,
         "libjpeg_turbo": features.version("libjpeg_turbo"),
         "libwebp": features.version("webp"),
         "zlib": features.version("zlib"),
@@ -287,7 +295,7 @@ def _ratio(value: float | None, base: float | None) -> str:
     return f"{value / base:.2f}x" if value and base else "-"
 
 
-def _cell(m: dict, key: str, base: dict | None, unit: str, scale: float = 1.0) -> str:
+def _cell(m: dict[str, Any], key: str, base: dict[str, Any] | None, unit: str, scale: float = 1.0) -> str:
     if m.get("error"):
         return "failed"
     value = m.get(key)
@@ -300,7 +308,7 @@ def _cell(m: dict, key: str, base: dict | None, unit: str, scale: float = 1.0) -
     return text
 
 
-def markdown(run: dict) -> str:
+def markdown(run: dict[str, Any]) -> str:
     impls = run["impls"]
     base_in = BASELINE in impls
     header = "| image | source | " + " | ".join(impls) + " |"
@@ -337,7 +345,8 @@ def markdown(run: dict) -> str:
         "maxrss_kb",
         "MB",
         scale=1 / 1024,
-        note="Whole process (runtime included), one process per implementation and image, from wait4().",
+        note="Whole process (runtime included), one process per implementation and image: its VmHWM, "
+        "or its decoding child's peak where larger.",
     )
 
     lines.extend(["## Output bytes (JPEG total / WebP total over the three renditions)", "", header, rule])
@@ -387,7 +396,7 @@ def markdown(run: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def evaluate(images_run: list[dict]) -> list[dict]:
+def evaluate(images_run: list[dict[str, Any]]) -> list[dict[str, Any]]:
     targets = []
     for img in images_run:
         res = img["results"]
@@ -495,7 +504,7 @@ def _run(
     t0 = time.monotonic()
     load_before = [round(x, 2) for x in os.getloadavg()]
     versions: dict[str, str] = {}
-    images_run = []
+    images_run: list[dict[str, Any]] = []
     for spec in specs:
         path = images.ensure(spec, CACHE)
         iterations = 1 if args.quick else (args.iterations or ITERATIONS[spec.name])

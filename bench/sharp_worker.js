@@ -107,7 +107,10 @@ async function main() {
     }
     console.log(JSON.stringify(answer));
   }
-  console.log(JSON.stringify({ maxrss_kb: process.resourceUsage().maxRSS }));
+  // VmHWM, not resourceUsage().maxRSS: exec folds the spawning parent's high-water mark into
+  // the latter (see peak_rss_kb in worker_protocol.py).
+  const hwm = /VmHWM:\s+(\d+)/.exec(fs.readFileSync("/proc/self/status", "utf8"));
+  console.log(JSON.stringify({ maxrss_kb: hwm ? Number(hwm[1]) : process.resourceUsage().maxRSS }));
   rl.close();
 }
 

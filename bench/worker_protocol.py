@@ -13,7 +13,7 @@ import json
 import resource
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 # The renditions and encoder settings of imgpipe's defaults (template.yaml): the same work is
@@ -26,11 +26,28 @@ WEBP_QUALITY = 80
 Output = tuple[str, str, int, int, bytes]
 
 
-def vm_rss_kb() -> int:
+def _status_kb(field: str) -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field):
             return int(line.split()[1])
     return 0
+
+
+def vm_rss_kb() -> int:
+    return _status_kb("VmRSS:")
+
+
+def peak_rss_kb() -> int:
+    """The larger of this process's peak RSS and its reaped children's.
+
+    This process's is VmHWM, its address space's own high-water mark, which starts afresh at
+    exec. Not getrusage's ru_maxrss: exec folds the old address space's high-water mark into
+    it, and a worker spawned by vfork (Python's default) shares its parent's until exec, so a
+    bench parent that had just generated a 97 MB PNG showed ~526 MB for every worker. Children
+    forked by the worker (imgpipe's decoding child) start from the worker's pages, so theirs
+    is a fair peak of the two together."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(_status_kb("VmHWM:"), children)
 
 
 def cpu_seconds(live_children: Callable[[], float] | None = None) -> float:
@@ -46,10 +63,13 @@ def cpu_seconds(live_children: Callable[[], float] | None = None) -> float:
 def serve(
     path: Path,
     run_once: Callable[[bytes], list[Output]],
-    info: dict,
+    info: Mapping[str, object],
     live_children: Callable[[], float] | None = None,
+    reap_children: Callable[[], None] | None = None,
 ) -> None:
-    """Answer the parent's `run` requests until `quit`; `run_once` does one iteration's work."""
+    """Answer the parent's `run` requests until `quit`; `run_once` does one iteration's work.
+    `live_children` is the CPU time of children still running, `reap_children` ends them before
+    the peak RSS is read (so theirs counts)."""
     print(json.dumps({"ready": {**info, "rss_kb": vm_rss_kb()}}), flush=True)
     first = True
     for line in sys.stdin:
@@ -62,7 +82,7 @@ def serve(
         outputs = run_once(path.read_bytes())
         ms = (time.perf_counter() - t0) * 1000
         cpu_ms = (cpu_seconds(live_children) - cpu0) * 1000
-        answer: dict = {"ms": ms, "cpu_ms": cpu_ms}
+        answer: dict[str, object] = {"ms": ms, "cpu_ms": cpu_ms}
         if first:
             # Shapes and sizes once, so the parent can check that everyone did the same work.
             answer["outputs"] = [
@@ -71,5 +91,6 @@ def serve(
             ]
             first = False
         print(json.dumps(answer), flush=True)
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    print(json.dumps({"maxrss_kb": usage.ru_maxrss}), flush=True)
+    if reap_children:
+        reap_children()
+    print(json.dumps({"maxrss_kb": peak_rss_kb()}), flush=True)

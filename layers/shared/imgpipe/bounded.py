@@ -457,7 +457,7 @@ class _Keeper:
 
 
 _keeper = _Keeper()
-atexit.register(_keeper.retire)
+atexit.register(_keeper.retire)  # reaped, not orphaned: its usage reaches whoever waits for us
 
 
 def run(fn: Callable[..., Any], payload: bytes, *args: Any, cpu_seconds: float, memory_bytes: int) -> Any:
@@ -485,6 +485,13 @@ def run(fn: Callable[..., Any], payload: bytes, *args: Any, cpu_seconds: float, 
         return _outcome(answer, cpu_seconds, memory_bytes)
     finally:
         _keeper.lock.release()
+
+
+def retire_kept_child() -> None:
+    """Kill and reap the kept child now (the next run() forks a new one): its CPU time and
+    peak RSS then show in this process's RUSAGE_CHILDREN, as every fresh child's do."""
+    with _keeper.lock:
+        _keeper.retire()
 
 
 def kept_child_cpu_seconds() -> float:
