@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -237,6 +238,16 @@ def test_a_child_deaf_to_its_cpu_limits_is_killed_by_the_parent() -> None:
     assert caught.value.resource == "cpu"
     # The parent looks once a second: killed within a second or two past budget + slack.
     assert caught.value.usage.cpu_seconds <= 0.3 + bounded.CPU_WATCHDOG_SLACK + 1.0 + CPU_SLACK_SECONDS
+
+
+def test_a_kept_child_killed_while_idle_is_replaced_without_losing_the_call() -> None:
+    pid = _run(_whoami)[0]
+    os.kill(pid, signal.SIGKILL)  # the OOM killer, say, between two uploads
+    while Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+        os.sched_yield()  # until it is dead (a zombie its parent has not reaped)
+    again = _run(_whoami, b"abc", "after")
+    assert again[1:3] == (3, "after")
+    assert again[0] != pid
 
 
 def test_a_stuck_child_is_killed_not_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -102,6 +102,10 @@ class ChildFailed(Exception):
     """Carries the child's traceback text as the cause of the exception re-raised in the parent."""
 
 
+class _Gone(Exception):
+    """A kept child was no longer there to take a request."""
+
+
 _CPU_SIGNALS = {signal.SIGPROF, signal.SIGXCPU, signal.SIGKILL}
 _LENGTH = struct.Struct("<Q")
 # A kept child's request: payload bytes, pickled-arguments bytes, CPU seconds, memory bytes.
@@ -394,6 +398,7 @@ class _Kept:
         self.cpu = 0.0  # the child's CPU time so far, as it last said
         self.modules = _package_modules(fn)
         self.code = _code_state(self.modules)
+        self.reaped: tuple[int, resource.struct_rusage] | None = None  # (status, usage) once closed
         self.shared = mmap.mmap(-1, capacity)
         self.base_rss = rss_bytes()
         requests_read, self.requests = os.pipe()
@@ -412,14 +417,27 @@ class _Kept:
             and size <= len(self.shared)
             and self.retained <= memory_bytes * RETAINED_SHARE
             and _same(_code_state(self.modules), self.code)
+            and self.alive()
         )
+
+    def alive(self) -> bool:
+        """False once the child has died (killed from outside while idle); reaps it then."""
+        pid, status, rusage = os.wait4(self.pid, os.WNOHANG)
+        if pid == 0:
+            return True
+        self.reaped = status, rusage
+        return False
 
     def run(self, payload: bytes, args: tuple[Any, ...], cpu_seconds: float, memory_bytes: int) -> Any:
         """The child's answer to one call; raises what a child that did not answer died of."""
         self.shared[: len(payload)] = payload
         blob = pickle.dumps(args, protocol=pickle.HIGHEST_PROTOCOL)
+        request = _REQUEST.pack(len(payload), len(blob), cpu_seconds, memory_bytes) + blob
+        try:
+            _write_all(self.requests, request)
+        except BrokenPipeError:
+            raise _Gone from None  # died while idle (killed from outside): nothing of this call ran
         self.calls += 1
-        _write_all(self.requests, _REQUEST.pack(len(payload), len(blob), cpu_seconds, memory_bytes) + blob)
         answer = _await_answer(self.pid, self.replies, cpu_seconds, self.cpu)
         if isinstance(answer, str):
             status, rusage = self.close()
@@ -430,17 +448,20 @@ class _Kept:
         return answer
 
     def close(self) -> tuple[int, resource.struct_rusage]:
-        """Kill and reap the child: an idle child holds nothing worth waiting for."""
-        for fd in (self.requests, self.replies):
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        if self.owner != os.getpid():  # a copy inherited by a forked process: not ours to reap
-            return 0, resource.getrusage(resource.RUSAGE_SELF)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGKILL)
-        _, status, rusage = os.wait4(self.pid, 0)
-        self.shared.close()
-        return status, rusage
+        """Kill and reap the child (an idle child holds nothing worth waiting for); once."""
+        if not self.shared.closed:
+            os.close(self.requests)
+            os.close(self.replies)
+            self.shared.close()
+        if self.reaped is None:
+            if self.owner != os.getpid():  # a copy inherited by a forked process: not ours to reap
+                self.reaped = 0, resource.getrusage(resource.RUSAGE_SELF)
+            else:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.pid, signal.SIGKILL)
+                _, status, rusage = os.wait4(self.pid, 0)
+                self.reaped = status, rusage
+        return self.reaped
 
 
 class _Keeper:
@@ -468,21 +489,24 @@ def run(fn: Callable[..., Any], payload: bytes, *args: Any, cpu_seconds: float, 
         # Another thread's call holds the kept child: this one gets a fresh child of its own.
         return call(lambda: fn(payload, *args), cpu_seconds=cpu_seconds, memory_bytes=memory_bytes)
     try:
-        kept = _keeper.kept
-        if kept is None or not kept.suits(fn, len(payload), memory_bytes):
-            _keeper.retire()
-            capacity = max(_MIN_SHARED, 1 << (len(payload) - 1).bit_length())
-            kept = _keeper.kept = _Kept(fn, capacity)
-        try:
-            answer = kept.run(payload, args, cpu_seconds, memory_bytes)
-        except BaseException:
-            _keeper.kept = None  # closed already (it died), or mid-call (an interrupt): retired
-            with contextlib.suppress(OSError, ChildProcessError):
-                kept.close()
-            raise
-        if answer[0] != "ok" or kept.calls >= MAX_CALLS:
-            _keeper.retire()
-        return _outcome(answer, cpu_seconds, memory_bytes)
+        for _attempt in range(2):
+            kept = _keeper.kept
+            if kept is None or not kept.suits(fn, len(payload), memory_bytes):
+                _keeper.retire()
+                capacity = max(_MIN_SHARED, 1 << (len(payload) - 1).bit_length())
+                kept = _keeper.kept = _Kept(fn, capacity)
+            try:
+                answer = kept.run(payload, args, cpu_seconds, memory_bytes)
+            except _Gone:
+                _keeper.retire()  # and once more, in a fresh child
+                continue
+            except BaseException:
+                _keeper.retire()  # it died (reaped already), or an interrupt came mid-call
+                raise
+            if answer[0] != "ok" or kept.calls >= MAX_CALLS:
+                _keeper.retire()
+            return _outcome(answer, cpu_seconds, memory_bytes)
+        raise ChildFailed("the decoding child died before reading its request, twice")
     finally:
         _keeper.lock.release()
 
