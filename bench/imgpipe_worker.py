@@ -34,7 +34,12 @@ def run_once(data: bytes) -> list[Output]:
 
 if __name__ == "__main__":
     # Which imaging.py ran: the tree's, or the patched copy's (imgpipe+patch).
-    info = {"impl": "imgpipe", "pillow": PIL.__version__, "imaging": imaging.__file__}
+    info = {
+        "impl": "imgpipe",
+        "pillow": PIL.__version__,
+        "imaging": imaging.__file__,
+        "rendition_threads": getattr(imaging, "rendition_threads", lambda: 1)(),
+    }
     # imgpipe's kept decoding child: its CPU while it lives, reaped before the peak RSS is read
     # (trees older than it have none).
     bounded = getattr(imaging, "bounded", None)

@@ -8,9 +8,10 @@ import random
 from pathlib import Path
 
 import pytest
-from PIL import Image, features
+from PIL import Image, JpegImagePlugin, features
 
 from imgpipe import imaging, webp_simple
+from imgpipe.spec import Rendition
 from tests.unit import imaging_fixtures as fx
 
 SMALL = imaging.Options.from_settings(renditions="64x64:cover,150x150:contain", formats="jpeg,webp")
@@ -46,10 +47,16 @@ def output(result: imaging.Result, name: str, fmt: str) -> imaging.Output:
 close = fx.close_rgb
 
 
+def px(value: float | tuple[int, ...] | None) -> tuple[int, ...]:
+    """A pixel of a multi-band image (getpixel's type covers single bands and None too)."""
+    assert isinstance(value, tuple)
+    return value
+
+
 def corners(im: Image.Image) -> list[tuple[int, ...]]:
     rgb = im.convert("RGB")
     w, h = rgb.size
-    return [rgb.getpixel(xy) for xy in ((4, 4), (w - 5, 4), (4, h - 5), (w - 5, h - 5))]
+    return [px(rgb.getpixel(xy)) for xy in ((4, 4), (w - 5, 4), (4, h - 5), (w - 5, h - 5))]
 
 
 # --- orientation ----------------------------------------------------------------------------
@@ -92,7 +99,7 @@ def test_orientation_with_reduced_jpeg_decoding_keeps_enough_resolution(fixtures
     im = decoded(out)
     assert im.size == (600, 400)
     # A sharp red/green boundary at x=300: an upscaled image would smear it over many pixels.
-    row = [im.convert("RGB").getpixel((x, 100)) for x in range(290, 311)]
+    row = [px(im.convert("RGB").getpixel((x, 100))) for x in range(290, 311)]
     blurred = [px for px in row if not (close(px, fx.RED, 40) or close(px, fx.GREEN, 40))]
     assert len(blurred) <= 4, row
 
@@ -102,7 +109,7 @@ def test_orientation_with_reduced_jpeg_decoding_keeps_enough_resolution(fixtures
 
 def patches(result: imaging.Result, fmt: str = "jpeg") -> list[tuple[int, ...]]:
     im = decoded(output(result, "400x100", fmt)).convert("RGB")
-    return [im.getpixel((50 + 100 * i, 50)) for i in range(len(fx.CMYK_PATCHES))]
+    return [px(im.getpixel((50 + 100 * i, 50))) for i in range(len(fx.CMYK_PATCHES))]
 
 
 WIDE = imaging.Options.from_settings(renditions="400x100:contain", formats="jpeg,webp")
@@ -132,8 +139,8 @@ def test_adobe_rgb_profile_is_converted_to_srgb(fixtures: dict[str, Path]) -> No
     # The sample is one a non-colour-managed pipeline visibly gets wrong.
     assert not close(expected, fx.ADOBE_RGB_SAMPLE, 20)
     result = run(fixtures, "rgb_with_adobe_rgb_icc.png")
-    webp = decoded(output(result, "64x64", "webp")).convert("RGB").getpixel((32, 32))
-    jpeg = decoded(output(result, "64x64", "jpeg")).convert("RGB").getpixel((32, 32))
+    webp = px(decoded(output(result, "64x64", "webp")).convert("RGB").getpixel((32, 32)))
+    jpeg = px(decoded(output(result, "64x64", "jpeg")).convert("RGB").getpixel((32, 32)))
     assert close(webp, expected, 4), (webp, expected)
     assert close(jpeg, expected, 6), (jpeg, expected)
     # Outputs are untagged sRGB.
@@ -161,13 +168,13 @@ def test_palette_transparency_is_white_in_jpeg_and_transparent_in_webp(fixtures:
     result = run(fixtures, "palette_transparency.png")
     jpeg = decoded(output(result, "64x64", "jpeg"))
     assert jpeg.mode == "RGB"
-    assert close(jpeg.getpixel((5, 32)), fx.WHITE)
-    assert close(jpeg.getpixel((58, 32)), fx.RED)
+    assert close(px(jpeg.getpixel((5, 32))), fx.WHITE)
+    assert close(px(jpeg.getpixel((58, 32))), fx.RED)
     webp = decoded(output(result, "64x64", "webp"))
     assert webp.mode == "RGBA"
-    assert webp.getpixel((5, 32))[3] == 0
-    assert webp.getpixel((58, 32))[3] == 255
-    assert close(webp.getpixel((58, 32))[:3], fx.RED)
+    assert px(webp.getpixel((5, 32)))[3] == 0
+    assert px(webp.getpixel((58, 32)))[3] == 255
+    assert close(px(webp.getpixel((58, 32)))[:3], fx.RED)
 
 
 def test_1bit(fixtures: dict[str, Path]) -> None:
@@ -180,12 +187,12 @@ def test_1bit(fixtures: dict[str, Path]) -> None:
 def test_la_keeps_alpha_in_webp_and_flattens_jpeg(fixtures: dict[str, Path]) -> None:
     result = run(fixtures, "la.png")
     jpeg = decoded(output(result, "64x64", "jpeg"))
-    assert close(jpeg.getpixel((5, 32)), fx.WHITE)  # transparent black becomes white, not black
-    assert close(jpeg.getpixel((58, 32)), (128, 128, 128))
+    assert close(px(jpeg.getpixel((5, 32))), fx.WHITE)  # transparent black becomes white, not black
+    assert close(px(jpeg.getpixel((58, 32))), (128, 128, 128))
     webp = decoded(output(result, "64x64", "webp"))
     assert webp.mode == "RGBA"
-    assert webp.getpixel((5, 32))[3] == 0
-    assert close(webp.getpixel((58, 32)), (128, 128, 128, 255))
+    assert px(webp.getpixel((5, 32)))[3] == 0
+    assert close(px(webp.getpixel((58, 32))), (128, 128, 128, 255))
 
 
 def test_opaque_outputs_carry_no_alpha(fixtures: dict[str, Path]) -> None:
@@ -398,9 +405,10 @@ def test_default_options_give_exact_avatar_sizes_and_content_types(fixtures: dic
     ]
     for out in result.outputs:
         im = decoded(out)
-        assert (im.format.lower(), im.size) == (out.format, (out.width, out.height))
+        assert ((im.format or "").lower(), im.size) == (out.format, (out.width, out.height))
     jpeg = Image.open(io.BytesIO(output(result, "512x512", "jpeg").data))
     assert jpeg.info.get("progressive") or jpeg.info.get("progression")
+    assert isinstance(jpeg, JpegImagePlugin.JpegImageFile)
     assert jpeg.layer[0][1:3] == (2, 2)  # 4:2:0 chroma subsampling
 
 
@@ -429,7 +437,7 @@ def test_avif_output(fixtures: dict[str, Path]) -> None:
     assert (out.filename, out.content_type) == ("64x64.avif", "image/avif")
     im = decoded(out)
     assert (im.format, im.size, im.mode) == ("AVIF", (64, 64), "RGBA")
-    assert im.getpixel((5, 32))[3] == 0
+    assert px(im.getpixel((5, 32)))[3] == 0
 
 
 @pytest.mark.skipif(not imaging.AVIF_AVAILABLE, reason="Pillow built without AVIF")
@@ -475,7 +483,7 @@ def test_placeholder_is_a_tiny_webp_data_uri(fixtures: dict[str, Path]) -> None:
     im = Image.open(io.BytesIO(base64.b64decode(result.placeholder[len(prefix) :])))
     assert im.format == "WEBP"
     assert max(im.size) == imaging.PLACEHOLDER_SIDE
-    assert close(im.convert("RGB").getpixel((1, 1)), fx.RED, 40)  # oriented too
+    assert close(px(im.convert("RGB").getpixel((1, 1))), fx.RED, 40)  # oriented too
 
 
 def test_options_validate() -> None:
@@ -486,7 +494,7 @@ def test_options_validate() -> None:
     with pytest.raises(ValueError, match="rendition"):
         imaging.Options(renditions=())
     assert imaging.Options(formats=("webp", "jpeg")).formats == ("webp", "jpeg")
-    assert imaging.Options(renditions="64x64").renditions == (imaging.Rendition(64, 64, "cover"),)
+    assert imaging.Options(renditions="64x64").renditions == (Rendition(64, 64, "cover"),)  # type: ignore[arg-type]
     settings_like = imaging.Options.from_settings(
         renditions="512x512:cover", formats=("jpeg",), jpeg_quality=70, max_pixels=1000
     )
@@ -529,11 +537,11 @@ def test_still_webp_with_alpha_through_libwebps_simple_decoder(lossless: bool) -
     result = imaging.process(fx.save(source, "WEBP", lossless=lossless, quality=90), SMALL)
     webp = decoded(output(result, "150x150", "webp"))
     assert (webp.mode, webp.size) == ("RGBA", (150, 75))
-    assert webp.getpixel((4, 4))[3] == 0
-    assert close(webp.getpixel((145, 4)), (*fx.GREEN, 255))
+    assert px(webp.getpixel((4, 4)))[3] == 0
+    assert close(px(webp.getpixel((145, 4))), (*fx.GREEN, 255))
     jpeg = decoded(output(result, "150x150", "jpeg"))
-    assert close(jpeg.getpixel((4, 4)), fx.WHITE)
-    assert close(jpeg.getpixel((4, 70)), fx.BLUE)
+    assert close(px(jpeg.getpixel((4, 4))), fx.WHITE)
+    assert close(px(jpeg.getpixel((4, 70))), fx.BLUE)
 
 
 def test_without_libwebps_simple_decoder_pillow_decodes_and_the_result_says_so(
@@ -544,7 +552,7 @@ def test_without_libwebps_simple_decoder_pillow_decodes_and_the_result_says_so(
     source = fx.quadrants(200, 100)
     result = imaging.process(fx.save(source, "WEBP", quality=90), SMALL)
     assert reason in result.notes
-    assert close(decoded(output(result, "150x150", "jpeg")).getpixel((4, 70)), fx.BLUE)
+    assert close(px(decoded(output(result, "150x150", "jpeg")).getpixel((4, 70))), fx.BLUE)
     # Animations always take Pillow's path: nothing to note there.
     animated = imaging.process(fx.FIXTURES["animated.webp"](), SMALL)
     assert reason not in animated.notes
@@ -560,3 +568,56 @@ def test_damaged_still_webp_is_rejected() -> None:
     with pytest.raises(imaging.ImageRejected) as caught:
         imaging.process(source[: len(source) // 2], SMALL)
     assert caught.value.reason in {"decode_error", "truncated"}
+
+
+# --- renditions in parallel -----------------------------------------------------------------
+
+
+def test_renditions_are_the_same_on_one_thread_or_several(fixtures: dict[str, Path]) -> None:
+    options = imaging.Options.from_settings(
+        renditions="512x512:cover,256x256:cover,128x128:cover,300x100:contain", formats="jpeg,webp"
+    )
+    for name in ("orientation_6.jpg", "rgb_with_adobe_rgb_icc.png", "palette_transparency.png"):
+        data = fixtures[name].read_bytes()
+        fmt = imaging.sniff(data)
+        serial = imaging._process(data, fmt, options, 1)
+        parallel = imaging._process(data, fmt, options, 3)
+        assert [(o.filename, o.data) for o in parallel.outputs] == [
+            (o.filename, o.data) for o in serial.outputs
+        ]
+        assert (parallel.placeholder, parallel.notes) == (serial.placeholder, serial.notes)
+
+
+def test_with_several_threads_the_encodes_run_on_the_pool(
+    fixtures: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    threads: list[str] = []
+    encode = imaging._encode
+
+    def recording(im: Image.Image, fmt: str, options: imaging.Options) -> bytes:
+        threads.append(threading.current_thread().name)
+        return encode(im, fmt, options)
+
+    monkeypatch.setattr(imaging, "_encode", recording)
+    data = fixtures["orientation_6.jpg"].read_bytes()
+    imaging._process(data, "jpeg", SMALL, 2)
+    assert len(threads) == 4
+    assert all(name.startswith("imgpipe-encode") for name in threads)
+    threads.clear()
+    imaging._process(data, "jpeg", SMALL, 1)
+    assert threads == [threading.current_thread().name] * 4
+
+
+@pytest.mark.parametrize(
+    ("memory_mb", "vcpus"),
+    [(128, 1), (1024, 1), (1769, 1), (1770, 2), (3008, 2), (3538, 2), (5307, 3), (10240, 6)],
+)
+def test_one_rendition_thread_per_vcpu_lambda_gives(
+    monkeypatch: pytest.MonkeyPatch, memory_mb: int, vcpus: int
+) -> None:
+    import os
+
+    monkeypatch.setattr(imaging, "_FUNCTION_MEMORY_MB", memory_mb)
+    assert imaging.rendition_threads() == min(vcpus, len(os.sched_getaffinity(0)))

@@ -43,11 +43,13 @@ import contextlib
 import functools
 import hashlib
 import io
+import math
 import os
 import re
 import struct
 import warnings
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import cast
@@ -655,6 +657,41 @@ _FUNCTION_MEMORY_MB = int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "0")
 _FUNCTION_RESERVE = 64 * 2**20
 
 
+# Lambda gives a function CPU in proportion to its memory: 1,769 MB is one full vCPU, more is
+# more than one (up to 6 at 10,240 MB), less is a share of one.
+LAMBDA_MB_PER_VCPU = 1769
+
+
+def rendition_threads() -> int:
+    """Threads to encode renditions on: one per vCPU the function has (Pillow releases the GIL
+    while it resizes and encodes), one where it has one or less - there a second thread only
+    adds switching. Outside Lambda, the cores this process may run on."""
+    cores = len(os.sched_getaffinity(0))
+    if not _FUNCTION_MEMORY_MB:
+        return cores
+    vcpus = _FUNCTION_MEMORY_MB / LAMBDA_MB_PER_VCPU
+    return min(cores, math.ceil(vcpus)) if vcpus > 1 else 1
+
+
+class _Pool:
+    """One thread pool per process and size: a pool's threads do not survive a fork, so the
+    decoding child makes its own (a kept child keeps it across uploads)."""
+
+    def __init__(self) -> None:
+        self.pid = 0
+        self.threads = 0
+        self.executor: ThreadPoolExecutor | None = None
+
+    def get(self, threads: int) -> ThreadPoolExecutor:
+        if self.executor is None or self.pid != os.getpid() or self.threads != threads:
+            self.executor = ThreadPoolExecutor(threads, thread_name_prefix="imgpipe-encode")
+            self.pid, self.threads = os.getpid(), threads
+        return self.executor
+
+
+_POOL = _Pool()
+
+
 def decode_budget(
     fmt: str, size: tuple[int, int] | None, data_bytes: int, options: Options
 ) -> tuple[float, int]:
@@ -681,7 +718,9 @@ def process(data: bytes, options: Options) -> Result:
     cpu, memory = decode_budget(fmt, verdict.size, len(data), options)
     _warm_up()
     try:
-        result: Result = bounded.run(_process, data, fmt, options, cpu_seconds=cpu, memory_bytes=memory)
+        result: Result = bounded.run(
+            _process, data, fmt, options, rendition_threads(), cpu_seconds=cpu, memory_bytes=memory
+        )
     except bounded.Overrun as overrun:
         raise ImageRejected(
             "too_complex", f"The image is too complex to process: it {overrun} (a limit of its pixel count)."
@@ -706,8 +745,10 @@ def _warm_up() -> None:
     )
 
 
-def _process(data: bytes, fmt: str, options: Options) -> Result:
-    """process() after the checks that need no decoder; runs in the bounded child."""
+def _process(data: bytes, fmt: str, options: Options, threads: int = 1) -> Result:
+    """process() after the checks that need no decoder; runs in the bounded child. With more
+    than one thread, each rendition's encodes (and the placeholder) run on a pool while the
+    next rendition is resized: the encodes are ~40% of a 12 MP JPEG's time, ~0 of the decode."""
     notes: list[str] = []
     try:
         with _bomb_check(options.max_pixels):
@@ -724,6 +765,9 @@ def _process(data: bytes, fmt: str, options: Options) -> Result:
             raise
         raise ImageRejected("decode_error", "The image is damaged and cannot be read.") from exc
 
+    pool = _POOL.get(threads) if threads > 1 else None
+    encoded: dict[tuple[Rendition, str], Future[Output]] = {}
+    placeholder: Future[str] = _done("")
     # Largest first, so each smaller rendition can start from the closest bigger image
     # (already sRGB); only those made from the working image need the colour transform.
     order = sorted(options.renditions, key=lambda r: r.width * r.height, reverse=True)
@@ -740,36 +784,44 @@ def _process(data: bytes, fmt: str, options: Options) -> Result:
             ):
                 base = image
         if base is work:
-            images[rendition] = _to_srgb(_resize(work, rendition, orientation), icc, notes)
+            image = _to_srgb(_resize(work, rendition, orientation), icc, notes)
         else:
-            images[rendition] = _resize(base, rendition)
-
-    outputs = []
-    for rendition in options.renditions:
-        image = images[rendition]
+            image = _resize(base, rendition)
+        images[rendition] = image
         for fmt_name in options.formats:
-            codec = _CODECS[fmt_name]
-            encoded = _encode(image.copy(), fmt_name, options)
-            _verify_clean(encoded, codec, image.size)
-            outputs.append(
-                Output(
-                    rendition=rendition,
-                    format=codec.name,
-                    extension=codec.extension,
-                    content_type=codec.content_type,
-                    width=image.size[0],
-                    height=image.size[1],
-                    data=encoded,
-                )
-            )
+            job = functools.partial(_output, image, rendition, fmt_name, options)
+            encoded[rendition, fmt_name] = pool.submit(job) if pool else _done(job())
+        if rendition == options.renditions[0]:
+            placeholder = pool.submit(_placeholder, image) if pool else _done(_placeholder(image))
 
-    first = images[options.renditions[0]]
     return Result(
-        outputs=tuple(outputs),
+        outputs=tuple(encoded[r, f].result() for r in options.renditions for f in options.formats),
         version=version_of(data, options),
         source_format=fmt,
         source_width=source[0],
         source_height=source[1],
-        placeholder=_placeholder(first),
+        placeholder=placeholder.result(),
         notes=tuple(notes),
+    )
+
+
+def _done[T](value: T) -> Future[T]:
+    future: Future[T] = Future()
+    future.set_result(value)
+    return future
+
+
+def _output(image: Image.Image, rendition: Rendition, fmt_name: str, options: Options) -> Output:
+    """`image` encoded as `fmt_name`, checked clean (thread-safe: it encodes a copy)."""
+    codec = _CODECS[fmt_name]
+    data = _encode(image.copy(), fmt_name, options)
+    _verify_clean(data, codec, image.size)
+    return Output(
+        rendition=rendition,
+        format=codec.name,
+        extension=codec.extension,
+        content_type=codec.content_type,
+        width=image.size[0],
+        height=image.size[1],
+        data=data,
     )
