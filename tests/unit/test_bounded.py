@@ -162,6 +162,15 @@ def test_the_kept_child_serves_several_calls_with_the_payload_in_shared_memory()
     assert first[0] != os.getpid()
 
 
+def _payload_kind(payload: bytes) -> tuple[str, bytes]:
+    return type(payload).__name__, bytes(payload[:3])
+
+
+def test_the_kept_child_reads_the_payload_in_place() -> None:
+    # A view of the pages the parent wrote, not a copy of them.
+    assert _run(_payload_kind, b"abcdef") == ("memoryview", b"abc")
+
+
 def test_a_payload_larger_than_the_shared_buffer_gets_a_child_with_a_bigger_one() -> None:
     small = _run(_whoami, b"x" * 1000)
     large = _run(_whoami, b"y" * (5 << 20))

@@ -256,7 +256,8 @@ def _keep_freed_memory() -> None:
 
 
 def _serve(fn: Callable[..., Any], shared: mmap.mmap, requests: int, replies: int) -> NoReturn:
-    """A kept child's loop: one request, one answer, until the parent closes the pipe."""
+    """A kept child's loop: one request, one answer, until the parent closes the pipe. `fn` gets
+    the payload as a memoryview of the shared pages (bytes in a fresh child from call())."""
     try:
         _close_inherited({requests, replies})
         _start_child()
@@ -265,7 +266,11 @@ def _serve(fn: Callable[..., Any], shared: mmap.mmap, requests: int, replies: in
         while (header := _read_exact(requests, _REQUEST.size)) is not None:
             size, args_size, cpu_seconds, memory_bytes = _REQUEST.unpack(header)
             args = pickle.loads(_read_exact(requests, args_size) or b"")  # noqa: S301 - our parent's
-            blob = _limited(functools.partial(fn, shared[:size], *args), cpu_seconds, memory_bytes, base)
+            # The payload in place: a view of the shared pages, not a copy of them (never released
+            # by hand: the mapping lives as long as this process, whatever still refers to it).
+            blob = _limited(
+                functools.partial(fn, memoryview(shared)[:size], *args), cpu_seconds, memory_bytes, base
+            )
             _write_all(replies, _LENGTH.pack(len(blob)) + blob)
     finally:
         os._exit(0)
@@ -483,8 +488,10 @@ atexit.register(_keeper.retire)  # reaped, not orphaned: its usage reaches whoev
 
 def run(fn: Callable[..., Any], payload: bytes, *args: Any, cpu_seconds: float, memory_bytes: int) -> Any:
     """fn(payload, *args) under the limits in a kept child (see the module's docstring): its
-    result, or the exception it raised (re-raised here), or Overrun / ChildCrashed. `args` are
-    pickled to the child; `fn` and the code it runs are the child's copy from its fork."""
+    result, or the exception it raised (re-raised here), or Overrun / ChildCrashed. `fn` gets
+    the payload as a memoryview of memory shared with this process (no copy; bytes when another
+    thread's call holds the kept child), `args` pickled; `fn` and the code it runs are the
+    child's copy from its fork."""
     if not _keeper.lock.acquire(blocking=False):
         # Another thread's call holds the kept child: this one gets a fresh child of its own.
         return call(lambda: fn(payload, *args), cpu_seconds=cpu_seconds, memory_bytes=memory_bytes)

@@ -35,15 +35,24 @@ class Decoder:
     path: str
     version: str
 
-    def decode_rgba_into(self, data: bytes, buffer: bytearray, stride: int) -> bool:
+    def decode_rgba_into(self, data: bytes | memoryview, buffer: bytearray, stride: int) -> bool:
         """Decode `data` into `buffer` (RGBA rows of `stride` bytes); False if libwebp refused it
-        (damaged, truncated, or a buffer too small for the size it parsed itself)."""
+        (damaged, truncated, or a buffer too small for the size it parsed itself). `data` is
+        read in place: bytes, or a writable memoryview (the decoding child's shared upload)."""
+        source = ctypes.c_char_p(data) if isinstance(data, bytes) else _c_chars(data)
         target = (ctypes.c_char * len(buffer)).from_buffer(buffer)
         try:
             address = ctypes.addressof(target)
-            return bool(self.lib.WebPDecodeRGBAInto(data, len(data), address, len(buffer), stride))
+            return bool(self.lib.WebPDecodeRGBAInto(source, len(data), address, len(buffer), stride))
         finally:
-            del target  # release the export, so the buffer can be mapped by an image
+            del source, target  # release the exports, so the buffers can be mapped and reused
+
+
+def _c_chars(view: memoryview) -> ctypes.Array[ctypes.c_char]:
+    """The view's bytes as a ctypes array over the same memory (a read-only view is copied)."""
+    if view.readonly:
+        return (ctypes.c_char * len(view)).from_buffer_copy(view)
+    return (ctypes.c_char * len(view)).from_buffer(view)
 
 
 @functools.cache
@@ -68,5 +77,5 @@ def load() -> Decoder | str:
     if raw >> 16 != ABI_MAJOR or version != pillows:
         return f"libwebp simple decoder unavailable: {paths[0]} is {version}, Pillow reports {pillows}"
     decode.restype = ctypes.c_void_p
-    decode.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    decode.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     return Decoder(lib, paths[0], version)
