@@ -111,6 +111,8 @@ def test_budget_grows_with_pixels_and_never_passes_the_functions_memory(
     monkeypatch.setattr(imaging, "_FUNCTION_MEMORY_MB", 1024)
     capped = imaging.decode_budget("png", (8064, 6048), 97_000_000, options)
     assert capped[1] <= (1024 << 20) - bounded.rss_bytes()
+    # and the upload's second copy, in the memory shared with the decoding child, is left aside
+    assert capped[1] <= (1024 << 20) - bounded.rss_bytes() - 97_000_000
 
 
 def test_a_little_junk_and_fill_between_jpeg_segments_is_tolerated() -> None:

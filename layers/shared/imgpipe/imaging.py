@@ -32,8 +32,10 @@ Decisions users see:
 Decode cost is bounded by structure as well as pixels: `imgpipe.structure` refuses files whose
 scans, segments, chunks, blocks or frames would cost far more than their pixels before any
 decoder runs, and everything from `Image.open` to the last encode runs in a forked child under a
-CPU and memory budget sized from the header's pixel count (`imgpipe.bounded`), so a structure
-nobody listed ends as `too_complex` too, not as a hang or an out-of-memory sandbox.
+CPU and memory budget sized from the header's pixel count (`imgpipe.bounded`; the child is kept
+for many uploads, each under its own budget), so a structure nobody listed ends as
+`too_complex` too, not as a hang or an out-of-memory sandbox. Where the function has more than
+one vCPU, the renditions are encoded on one thread per vCPU (`rendition_threads`).
 """
 
 from __future__ import annotations
@@ -688,7 +690,8 @@ CPU_SECONDS_PER_MEGAPIXEL = 0.08
 MEMORY_BASE = 96 * 2**20
 MEMORY_PER_PIXEL = 16
 # Lambda bills and enforces the configured memory for the whole sandbox; the child never gets
-# more than what is left of it (the parent, its copy of the upload and a margin kept aside).
+# more than what is left of it: the parent (the upload included), the upload's second copy in
+# the memory shared with the child (bounded.run) and a margin kept aside.
 _FUNCTION_MEMORY_MB = int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "0") or 0)
 _FUNCTION_RESERVE = 64 * 2**20
 
@@ -737,7 +740,8 @@ def decode_budget(
     cpu = CPU_SECONDS_BASE + CPU_SECONDS_PER_MEGAPIXEL * pixels / 1e6
     memory = MEMORY_BASE + MEMORY_PER_PIXEL * pixels + data_bytes
     if _FUNCTION_MEMORY_MB:
-        memory = min(memory, _FUNCTION_MEMORY_MB * 2**20 - bounded.rss_bytes() - _FUNCTION_RESERVE)
+        left = _FUNCTION_MEMORY_MB * 2**20 - bounded.rss_bytes() - data_bytes - _FUNCTION_RESERVE
+        memory = min(memory, left)
     return cpu, max(memory, MEMORY_BASE)
 
 
@@ -771,8 +775,8 @@ def process(data: bytes, options: Options) -> Result:
 def _warm_up() -> None:
     """Do once, in the parent, what Pillow and LittleCMS do lazily on first use - import the
     other plugins (Image.open(formats=["WEBP"]) imports all of them), set up the codecs, build
-    a colour transform - so each decoding child inherits it instead of redoing it and throwing
-    it away: a 2 MP JPEG cost 113 ms of CPU in a child of a cold parent, 66 ms warm."""
+    a colour transform - so each decoding child inherits it instead of redoing it: a 2 MP JPEG
+    cost 113 ms of CPU in a child of a cold parent, 66 ms warm."""
     buf = io.BytesIO()
     icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     Image.new("RGB", (64, 48), (200, 120, 40)).save(buf, "JPEG", icc_profile=icc)
