@@ -12,19 +12,21 @@ Two forms, the same limits per call:
   on this machine (fork and exit ~2 ms, the rest the fresh process touching its pages), which
   was +10-21% on a 2-12 MP JPEG upload.
 - `run(fn, payload, *args)`: a child kept for up to `MAX_CALLS` calls of `fn`, the payload
-  handed over through memory shared before its fork (one copy, no pipe), so the fork and the
-  fresh pages are paid once per `MAX_CALLS` uploads instead of once per upload (bench/README.md
-  has the measurements). It is retired - killed and reaped, a new one forked on the next call -
-  after any call that did not return normally (an exception, a rejection, an overrun, a crash),
-  after `MAX_CALLS` calls, when it kept more memory than a quarter of the next call's budget,
-  when the payload outgrows its shared buffer, and when a global of a module it runs has been
-  rebound since its fork (a reload, a test's monkeypatch), so it never runs code the parent
-  would not.
+  written into memory shared before its fork and read there in place (one copy, no pipe), so
+  the fork and the fresh pages are paid once per `MAX_CALLS` uploads instead of once per upload:
+  at most +2.7% of CPU against decoding in-process (bench/README.md has the measurements). It is
+  retired - killed and reaped, a new one forked on the next call - after any call that did not
+  return normally (an exception, a rejection, an overrun, a crash), after `MAX_CALLS` calls,
+  when it kept more memory than `RETAINED_SHARE` of the next call's budget, when the payload
+  outgrows its shared buffer, when it died while idle, and when a global of a module it runs has
+  been rebound since its fork (a reload, a test's monkeypatch), so it never runs code the parent
+  would not. What it gives up against a fresh child is a fresh address space per upload.
 
 Limits, per call: ITIMER_PROF (process CPU time, sub-second, SIGPROF ends the child) with
-RLIMIT_CPU one second later as a second line; RLIMIT_DATA (private writable memory: heap,
-anonymous mappings, thread stacks) at the child's size at its fork plus `memory_bytes`, so an
-allocation past it fails (MemoryError in Python, an error return in C) instead of growing. The
+RLIMIT_CPU's soft limit one second later (counted from the child's CPU time so far) as a second
+line; RLIMIT_DATA's soft limit (private writable memory: heap, anonymous mappings, thread stacks)
+at the child's size at its fork plus `memory_bytes`, so an allocation past it fails (MemoryError
+in Python, an error return in C) instead of growing. The
 parent watches too, from outside: a child past its CPU budget by a second (its signals blocked)
 or making no progress at all for `STUCK_SECONDS` (a deadlock) is killed.
 """
