@@ -16,11 +16,10 @@ JSON on stdout, the function's logs go to stderr. Where its AWS calls go:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
+import os
 import sys
-import traceback
 import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -32,8 +31,8 @@ import boto3
 
 from imgpipe_local import template
 from imgpipe_local.motoserver import MotoServer, create_cognito, enrich_s3_events, provision
-from imgpipe_local.runtime import FunctionRunner, aws_environment
 from imgpipe_local.stack import DEMO_PASSWORD, DEMO_USERNAME, ROOT, running_stacks
+from imgpipe_local.workers import FunctionError, Runtime, aws_environment
 
 DEFAULT_DEV_URL = "http://127.0.0.1:8000"
 
@@ -140,9 +139,12 @@ def invoke(
     function = loaded.functions[logical_id]
     function = replace(function, environment={**function.environment, **environment})
     base = aws_environment(endpoint_url) if base_environment is None else base_environment
-    # Logs (Powertools writes to stdout) go to stderr, so stdout holds only the result.
-    with contextlib.redirect_stdout(sys.stderr):
-        return FunctionRunner(function, base).invoke(event)
+    # The function's logs (Powertools writes to stdout) go to stderr: stdout holds only the result.
+    runtime = Runtime({logical_id: function}, base, output=sys.stderr)
+    try:
+        return runtime.invoke(logical_id, event)
+    finally:
+        runtime.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
                 parameters=parameters,
                 environment=environment,
                 endpoint_url=None,
-                base_environment={"POWERTOOLS_TRACE_DISABLED": "true"},
+                base_environment={**os.environ, "POWERTOOLS_TRACE_DISABLED": "true"},
             )
         elif args.dev:
             resolved, moto_url, api_url, cdn_url = _dev_stack(args.dev, parameters)
@@ -196,18 +198,8 @@ def main(argv: list[str] | None = None) -> int:
                     endpoint_url=moto_url,
                     queue_url_base=moto_url,
                 )
-    except Exception as error:  # noqa: BLE001 - any function error is reported, as Lambda does
-        # The shape Lambda reports a function error in.
-        print(
-            json.dumps(
-                {
-                    "errorMessage": str(error),
-                    "errorType": type(error).__name__,
-                    "stackTrace": traceback.format_exception(error),
-                },
-                indent=2,
-            )
-        )
+    except FunctionError as error:
+        print(json.dumps(error.payload, indent=2))  # the shape Lambda reports a function error in
         return 1
     print(json.dumps(result, indent=2, default=str))
     return 0

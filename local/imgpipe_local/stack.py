@@ -29,7 +29,7 @@ from imgpipe_local.dispatcher import Dispatcher
 from imgpipe_local.gateway import Gateway
 from imgpipe_local.httpserver import LocalServer, Request, Response
 from imgpipe_local.motoserver import MotoServer, TriggerQueue, create_cognito, enrich_s3_events, provision
-from imgpipe_local.runtime import Runtime, aws_environment
+from imgpipe_local.workers import Runtime, aws_environment
 
 log = logging.getLogger("imgpipe_local")
 
@@ -141,6 +141,7 @@ class LocalStack:
         retry_delay_seconds: int = 1,
         web_dir: str | Path | None = None,
         stack_name: str | None = None,
+        aws_latency_ms: float = 0,
     ) -> None:
         self.root = Path(root).resolve()
         self.template_path = self.root / template
@@ -152,6 +153,7 @@ class LocalStack:
         self.web_dir = Path(web_dir) if web_dir else self.root / "web"
         self.region = template_module.REGION
         self.wanted_stack_name = stack_name
+        self.aws_latency_ms = aws_latency_ms
         self.stack_name: str | None = None
         self.template: template_module.LocalTemplate | None = None
         self.runtime: Runtime | None = None
@@ -241,7 +243,11 @@ class LocalStack:
             queue_url_base=self.moto_url,
         )
         triggers = self._triggers = provision(self.template, s3, sqs, self.region)
-        self.runtime = Runtime(self.template.functions, aws_environment(self.moto_url, self.region))
+        self.runtime = Runtime(
+            self.template.functions,
+            aws_environment(self.moto_url, self.region),
+            latency_ms=self.aws_latency_ms,
+        )
         self.outputs = dict(self.template.outputs)
         self.web_config = {
             "apiUrl": self.api_url,
@@ -280,6 +286,7 @@ class LocalStack:
                 dead_letter_url=f"{self.moto_url}/{template_module.ACCOUNT_ID}/{dead_letter}"
                 if dead_letter
                 else None,
+                concurrency=self.runtime.pools[trigger.function].concurrency,
                 retry_delay_seconds=self.retry_delay_seconds,
             )
             dispatcher.start()
@@ -290,6 +297,9 @@ class LocalStack:
     def stop(self) -> None:
         for dispatcher in self._dispatchers:
             dispatcher.request_stop()  # all at once: each may be in a 1 s long poll
+        if self.runtime is not None:
+            self.runtime.stop()  # also ends the invocations under way
+            self.runtime = None
         for dispatcher in self._dispatchers:
             dispatcher.stop()
         self._dispatchers.clear()

@@ -316,6 +316,7 @@ class Function:
     timeout: int
     memory_size: int
     event_invoke: EventInvokeConfig
+    reserved_concurrency: int | None = None  # None: the account's unreserved pool
 
     @property
     def arn(self) -> str:
@@ -532,6 +533,7 @@ def _functions(cfn: Mapping[str, Any], resolver: Resolver, root: Path) -> dict[s
             layers=tuple(layers),
             timeout=int(resolver.resolve(props.get("Timeout", 3))),
             memory_size=int(resolver.resolve(props.get("MemorySize", 128))),
+            reserved_concurrency=_optional_int(resolver.resolve(props.get("ReservedConcurrentExecutions"))),
             event_invoke=EventInvokeConfig(
                 maximum_retry_attempts=int(resolver.resolve(invoke.get("MaximumRetryAttempts", 2))),
                 maximum_event_age_seconds=int(
@@ -543,6 +545,10 @@ def _functions(cfn: Mapping[str, Any], resolver: Resolver, root: Path) -> dict[s
             ),
         )
     return functions
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def _env_string(value: Any) -> str:

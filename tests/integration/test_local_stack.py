@@ -269,6 +269,11 @@ def test_the_stack_follows_a_modified_template(tmp_path: Path) -> None:
     (tmp_path / "template.yaml").write_text(text)
     for folder in ("functions", "layers"):
         shutil.copytree(ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    # The copy's shared package leaves a mark beside itself wherever it is imported.
+    package = tmp_path / "layers" / "shared" / "imgpipe"
+    (package / "__init__.py").write_text(
+        "import os, pathlib\npathlib.Path(__file__).with_name(f'imported-by-{os.getpid()}').touch()\n"
+    )
 
     with LocalStack(root=tmp_path, ports=LocalStack.free_ports()) as stack:
         s3 = stack.client("s3")
@@ -290,9 +295,7 @@ def test_the_stack_follows_a_modified_template(tmp_path: Path) -> None:
             f"{stack.api_url}/avatars", headers={"Authorization": f"Bearer {token}"}, timeout=10
         )
         assert stack.runtime is not None
-        presign_calls = stack.runtime.runners["PresignUploadFunction"].invocations
-        # The copy's functions ran on the copy's layers/shared; the host's imgpipe stayed.
-        copy_settings = stack.runtime.runners["DeleteAvatarFunction"].modules["imgpipe.settings"]
+        presign_calls = stack.runtime.pools["PresignUploadFunction"].invocations
 
     assert {r["Name"].lower(): r["Value"] for r in queue["Filter"]["Key"]["FilterRules"]}[
         "prefix"
@@ -304,5 +307,7 @@ def test_the_stack_follows_a_modified_template(tmp_path: Path) -> None:
     assert presign_calls == 1
     assert moved.status_code in (200, 404)
     assert deleted.status_code < 300
-    assert copy_settings.__file__.startswith(str(tmp_path))
+    # The copy's functions ran on the copy's layers/shared, each in a process of its own
+    # (authorizer, presign, delete); the host's imgpipe stayed.
+    assert len(list(package.glob("imported-by-*"))) == 3
     assert sys.modules["imgpipe.settings"] is host_settings
