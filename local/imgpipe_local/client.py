@@ -184,8 +184,8 @@ class Client:
             raise StepFailed("processing", f"manifest HTTP {response.status_code}", response.status_code)
         return response.json()
 
-    def wait_for_avatar(self, upload: Upload, timeout: float = 60.0) -> dict[str, Any]:
-        """Poll the manifest until it reports this upload (ready or rejected); the manifest."""
+    def wait_for_avatar(self, upload: Upload, timeout: float = 60.0, max_poll: float = 1.0) -> dict[str, Any]:
+        """Poll the manifest (backing off to `max_poll` s) until it reports this upload; the manifest."""
         deadline = time.monotonic() + timeout
         delay = 0.05
         last: dict[str, Any] | None = None
@@ -200,7 +200,7 @@ class Client:
                     f"upload {upload.upload_id} not processed after {timeout:.0f}s (manifest latest: {seen})",
                 )
             time.sleep(delay)
-            delay = min(delay * 1.5, 1.0)
+            delay = min(delay * 1.5, max_poll)
 
     def cdn_get(self, path_or_url: str) -> requests.Response:
         """GET an asset: a manifest-relative key (avatars/…) or a full URL; the raw response."""

@@ -306,6 +306,15 @@ class FunctionPool:
             finally:
                 self._give_back(worker)
 
+    def retire(self, latency_ms: float | None = None) -> None:
+        """From the next invocation on, fresh workers (with this AWS latency, if given)."""
+        with self._lock:
+            self._latency_ms = self._latency_ms if latency_ms is None else latency_ms
+            self._generation += 1
+            idle, self._idle = self._idle, []
+        for worker in idle:
+            worker.stop()
+
     def _take(self) -> Worker:
         fingerprint = _source_fingerprint(self._folders)
         with self._lock:
@@ -318,13 +327,13 @@ class FunctionPool:
                 self._fingerprint, self._generation = fingerprint, self._generation + 1
                 stale, self._idle = self._idle, []
             worker = self._idle.pop() if self._idle else None
-            generation = self._generation
+            generation, latency_ms = self._generation, self._latency_ms
             if worker is None:
                 self.loads += 1
         for old in stale:
             old.stop()
         if worker is None:
-            worker = Worker(self.function, self._environment, self._latency_ms, self._output)
+            worker = Worker(self.function, self._environment, latency_ms, self._output)
             worker.generation = generation
         with self._lock:
             self._busy.add(worker)
@@ -368,6 +377,11 @@ class Runtime:
 
     def invoke(self, logical_id: str, event: Any) -> Any:
         return self.pools[logical_id].invoke(event)
+
+    def set_aws_latency(self, ms: float) -> None:
+        """Every AWS call of every function waits `ms` first, from each one's next (cold) start."""
+        for pool in self.pools.values():
+            pool.retire(latency_ms=ms)
 
     def stop(self) -> None:
         threads = [threading.Thread(target=pool.stop) for pool in self.pools.values()]
