@@ -23,8 +23,9 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
+from imgpipe_local.cors import is_preflight
 from imgpipe_local.httpserver import Request, Response
-from imgpipe_local.template import Authorizer, Cors, HttpApi, Route
+from imgpipe_local.template import Authorizer, HttpApi, Route
 
 log = logging.getLogger("imgpipe_local")
 
@@ -38,54 +39,6 @@ NOT_FOUND = {"message": "Not Found"}
 _TEXT_TYPES = re.compile(
     r"^(text/|application/(json|xml|javascript|x-www-form-urlencoded|[\w.+-]+\+(json|xml)))", re.IGNORECASE
 )
-
-
-# ---------------------------------------------------------------- CORS
-
-
-def origin_allowed(cors: Cors, origin: str) -> bool:
-    # API Gateway allows "*" and wildcard subdomains such as "https://*.example.com".
-    return any(
-        allowed == "*" or allowed == origin or ("*" in allowed and fnmatch.fnmatchcase(origin, allowed))
-        for allowed in cors.allow_origins
-    )
-
-
-def cors_response_headers(cors: Cors | None, origin: str | None) -> list[tuple[str, str]]:
-    if cors is None or not origin or not origin_allowed(cors, origin):
-        return []
-    wildcard = "*" in cors.allow_origins and not cors.allow_credentials
-    headers = [("Access-Control-Allow-Origin", "*" if wildcard else origin), ("Vary", "Origin")]
-    if cors.allow_credentials:
-        headers.append(("Access-Control-Allow-Credentials", "true"))
-    if cors.expose_headers:
-        headers.append(("Access-Control-Expose-Headers", ",".join(cors.expose_headers)))
-    return headers
-
-
-def preflight_response(cors: Cors, request: Request) -> Response:
-    origin = request.header("Origin") or ""
-    method = (request.header("Access-Control-Request-Method") or "").upper()
-    methods = cors.allow_methods
-    if not origin_allowed(cors, origin) or not ("*" in methods or method in methods):
-        return Response(204, [("Vary", "Origin")])
-    requested = request.header("Access-Control-Request-Headers")
-    allow_headers = requested if "*" in cors.allow_headers and requested else ",".join(cors.allow_headers)
-    headers = cors_response_headers(cors, origin)
-    headers.append(("Access-Control-Allow-Methods", ",".join(methods)))
-    if allow_headers:
-        headers.append(("Access-Control-Allow-Headers", allow_headers))
-    if cors.max_age is not None:
-        headers.append(("Access-Control-Max-Age", str(cors.max_age)))
-    return Response(204, headers)
-
-
-def is_preflight(request: Request) -> bool:
-    return (
-        request.method == "OPTIONS"
-        and request.header("Origin") is not None
-        and request.header("Access-Control-Request-Method") is not None
-    )
 
 
 # ---------------------------------------------------------------- routing
@@ -321,10 +274,11 @@ class Gateway:
     def _handle(self, request: Request) -> Response:
         cors = self.api.cors
         if cors is not None and is_preflight(request):
-            return preflight_response(cors, request)
-        cors_headers = cors_response_headers(cors, request.header("Origin"))
+            granted = cors.preflight_headers(request)
+            return Response(204, granted if granted is not None else [("Vary", "Origin")])
         response = self._route(request)
         if cors is not None:
+            cors_headers = cors.headers(request.header("Origin"))
             # With a CorsConfiguration, API Gateway's CORS headers replace the integration's.
             response.headers = [
                 (k, v) for k, v in response.headers if not k.lower().startswith("access-control-")

@@ -30,6 +30,7 @@ from typing import Any
 import boto3
 
 from imgpipe_local import template
+from imgpipe_local.cfn import REGION, STACK_NAME
 from imgpipe_local.motoserver import MotoServer, create_cognito, enrich_s3_events, provision
 from imgpipe_local.stack import DEMO_PASSWORD, DEMO_USERNAME, ROOT, running_stacks
 from imgpipe_local.workers import FunctionError, Runtime, aws_environment
@@ -59,9 +60,7 @@ def _parser() -> argparse.ArgumentParser:
         "--dev", nargs="?", const=DEFAULT_DEV_URL, metavar="WEB_URL", help="use a running imgpipe dev"
     )
     where.add_argument("--aws", action="store_true", help="use real AWS with your credentials")
-    parser.add_argument(
-        "--stack-name", default=template.STACK_NAME, help="stack name for --aws (default imgpipe)"
-    )
+    parser.add_argument("--stack-name", default=STACK_NAME, help="stack name for --aws (default imgpipe)")
     return parser
 
 
@@ -86,7 +85,7 @@ def _embedded_moto(template_path: Path, parameters: dict[str, str]) -> Iterator[
     if not running_stacks():
         moto.reset()  # moto's state is process-wide; start empty unless a stack is using it
     try:
-        region = template.REGION
+        region = REGION
         pool = create_cognito(
             moto.client("cognito-idp", region), moto.url, region, DEMO_USERNAME, DEMO_PASSWORD
         )
@@ -160,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             session = boto3.session.Session()
             parameters = {
                 "AWS::AccountId": session.client("sts").get_caller_identity()["Account"],
-                "AWS::Region": session.region_name or template.REGION,
+                "AWS::Region": session.region_name or REGION,
                 "AWS::StackName": args.stack_name,
                 **parameters,
             }

@@ -25,6 +25,7 @@ from typing import Any
 
 from imgpipe_local import template as template_module
 from imgpipe_local.cdn import Cdn
+from imgpipe_local.cfn import ACCOUNT_ID, REGION, STACK_NAME
 from imgpipe_local.dispatcher import Dispatcher
 from imgpipe_local.gateway import Gateway
 from imgpipe_local.httpserver import LocalServer, Request, Response
@@ -53,11 +54,11 @@ def _claim_stack_name(wanted: str | None) -> tuple[str, bool]:
                 raise RuntimeError(f"a local stack named {wanted} is already running in this process")
             name = wanted
         else:
-            name = template_module.STACK_NAME
+            name = STACK_NAME
             number = 1
             while name in _LIVE:
                 number += 1
-                name = f"{template_module.STACK_NAME}-{number}"
+                name = f"{STACK_NAME}-{number}"
         _LIVE.add(name)
         return name, alone
 
@@ -151,7 +152,7 @@ class LocalStack:
         self.demo_user = DemoUser(demo_username, demo_password)
         self.retry_delay_seconds = retry_delay_seconds
         self.web_dir = Path(web_dir) if web_dir else self.root / "web"
-        self.region = template_module.REGION
+        self.region = REGION
         self.wanted_stack_name = stack_name
         self.aws_latency_ms = aws_latency_ms
         self.stack_name: str | None = None
@@ -265,7 +266,7 @@ class LocalStack:
             gateway = Gateway(
                 self.template.apis[0],
                 self.runtime.invoke,
-                account_id=template_module.ACCOUNT_ID,
+                account_id=ACCOUNT_ID,
                 region=self.region,
             )
             self._servers["api"].start(gateway)
@@ -283,9 +284,7 @@ class LocalStack:
                 trigger.queue_url,
                 function,
                 self.runtime.invoke,
-                dead_letter_url=f"{self.moto_url}/{template_module.ACCOUNT_ID}/{dead_letter}"
-                if dead_letter
-                else None,
+                dead_letter_url=f"{self.moto_url}/{ACCOUNT_ID}/{dead_letter}" if dead_letter else None,
                 concurrency=self.runtime.pools[trigger.function].concurrency,
                 retry_delay_seconds=self.retry_delay_seconds,
             )
@@ -359,7 +358,7 @@ class LocalStack:
         records = []
         assert self.template is not None
         for queue in {f.event_invoke.on_failure_queue for f in self.template.functions.values()} - {None}:
-            url = f"{self.moto_url}/{template_module.ACCOUNT_ID}/{queue}"
+            url = f"{self.moto_url}/{ACCOUNT_ID}/{queue}"
             response = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0)
             records.extend(json.loads(m["Body"]) for m in response.get("Messages", []))
         return records
