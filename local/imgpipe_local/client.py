@@ -15,6 +15,7 @@ from typing import Any
 import requests
 
 TIMEOUT = 30  # seconds, for any one HTTP request
+DEFAULT_DEV_URL = "http://127.0.0.1:8000"  # `make dev`'s web page
 COGNITO_TARGET = "AWSCognitoIdentityProviderService.InitiateAuth"
 
 
@@ -209,6 +210,19 @@ class Client:
             return self.session.get(url, timeout=TIMEOUT)
         except requests.RequestException as exc:
             raise StepFailed("cdn", f"CDN at {url} unreachable: {exc}") from exc
+
+
+def dev_config(web_url: str = DEFAULT_DEV_URL) -> dict[str, Any]:
+    """A running `imgpipe dev` stack's endpoints and demo user: its web page's config.json."""
+    try:
+        response = requests.get(f"{web_url.rstrip('/')}/config.json", timeout=TIMEOUT)
+        response.raise_for_status()
+    except requests.RequestException as exc:
+        raise SystemExit(
+            f"no imgpipe dev stack answers at {web_url} ({exc}); start one with `make dev`"
+        ) from exc
+    config: dict[str, Any] = response.json()
+    return config
 
 
 def renditions(manifest: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -75,6 +75,7 @@ class Dispatcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._in_flight = 0
+        self._retrying: set[str] = set()  # message ids waiting out their retry delay
         self._lock = threading.Lock()
 
     def start(self) -> None:
@@ -97,7 +98,7 @@ class Dispatcher:
     def idle(self) -> bool:
         """True when the queue holds nothing (visible or being retried) and nothing runs."""
         with self._lock:
-            if self._in_flight:
+            if self._in_flight or self._retrying:
                 return False
         attributes = self.sqs.get_queue_attributes(
             QueueUrl=self.queue_url,
@@ -106,6 +107,7 @@ class Dispatcher:
         with self._lock:
             return (
                 self._in_flight == 0
+                and not self._retrying
                 and int(attributes["ApproximateNumberOfMessages"]) == 0
                 and int(attributes["ApproximateNumberOfMessagesNotVisible"]) == 0
             )
@@ -136,6 +138,7 @@ class Dispatcher:
             for message in messages:
                 with self._lock:
                     self._in_flight += 1
+                    self._retrying.discard(message["MessageId"])
                 self._deliveries.submit(self._deliver_in_slot, message)
 
     def _deliver_in_slot(self, message: dict[str, Any]) -> None:
@@ -188,6 +191,8 @@ class Dispatcher:
             if not retry:
                 self._give_up(receipt, event, error, attempt, "RetriesExhausted")
             else:
+                with self._lock:
+                    self._retrying.add(message["MessageId"])
                 self.sqs.change_message_visibility(
                     QueueUrl=self.queue_url, ReceiptHandle=receipt, VisibilityTimeout=self.retry_delay_seconds
                 )

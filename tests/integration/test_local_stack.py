@@ -234,14 +234,16 @@ def test_stop_frees_every_port_and_a_new_stack_can_take_them() -> None:
 
 def test_two_stacks_can_run_side_by_side(stack: LocalStack) -> None:
     with LocalStack(root=ROOT, ports=LocalStack.free_ports()) as second:
-        assert second.stack_name != stack.stack_name
-        assert second.outputs["UploadsBucketName"] != stack.outputs["UploadsBucketName"]
+        # Each has a moto of its own: the same names, none of the other's data.
+        second.client("s3").put_object(Bucket=second.outputs["AssetsBucketName"], Key="only-here", Body=b"x")
+        assert second.outputs["UploadsBucketName"] == stack.outputs["UploadsBucketName"]
         assert second.web_config["userPoolId"] != stack.web_config["userPoolId"]
         assert second.sign_in(*second.demo_user)["AccessToken"]
 
-    # The first stack lost nothing when the second started or stopped.
+    # The first stack lost nothing when the second started or stopped, and saw none of its writes.
     s3 = stack.client("s3")
     assert s3.get_bucket_versioning(Bucket=stack.outputs["UploadsBucketName"])["Status"] == "Enabled"
+    assert "Contents" not in s3.list_objects_v2(Bucket=stack.outputs["AssetsBucketName"], Prefix="only-here")
     assert stack.sign_in(*stack.demo_user)["AccessToken"]
 
 
