@@ -10,7 +10,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from imgpipe import erase
+from imgpipe import erase, keys
 from tests.aws_support import create_distribution
 
 UPLOADS = "erase-uploads"
@@ -194,6 +194,16 @@ def test_no_distribution_means_no_invalidation(aws: tuple[Any, Any]):
     assert run(s3, cloudfront, distribution_id=None).invalidation_id is None
     assert run(s3, cloudfront, distribution_id="").invalidation_id is None
     assert cloudfront.list_invalidations(DistributionId=distribution_id)["InvalidationList"]["Quantity"] == 0
+
+
+def test_erases_a_user_whose_folder_is_a_digest(aws: tuple[Any, Any]) -> None:
+    # Subjects that are not key-safe (and those shaped like a digest) live under their digest.
+    s3, _ = aws
+    user = keys.user_key("auth0|1")
+    seed_user(s3, user)
+
+    assert run(s3, user=user).uploads_deleted == 4
+    assert uploads_entries(s3, "avatars/") == []
 
 
 @pytest.mark.parametrize("user", ["", "a/b", "..", "ab/", "avatars/ab", "auth0|1"])

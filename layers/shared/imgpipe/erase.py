@@ -79,8 +79,8 @@ def erase_avatar(
     invalidating, and the CDN would otherwise keep serving erased images (versioned
     copies are cached as immutable for a year).
     """
-    # A user key maps to itself; anything else ("", "a/b", "..") could widen the prefix.
-    if keys.user_key(user) != user:
+    # Anything but a user key ("", "a/b", "..") could widen the prefix.
+    if not keys.is_user_key(user):
         raise ValueError(f"refusing to erase for {user!r}: not a user key")
     prefix = keys.user_prefix(user)
     uploads_deleted = _delete_all(s3, uploads_bucket, _uploads_versions(s3, uploads_bucket, prefix))
