@@ -202,6 +202,35 @@ def api_placeholder_url(logical_id: str, region: str = REGION) -> str:
     return f"https://{logical_id.lower()}.execute-api.{region}.amazonaws.com"
 
 
+def local_resolver(
+    translated: Mapping[str, Any],
+    parameters: Mapping[str, Any],
+    *,
+    api_url: str = "",
+    cdn_url: str = "",
+    queue_url_base: str = "",
+) -> cfn.Resolver:
+    """An intrinsics resolver for `translated` that names resources as the local stack creates them."""
+    rewrites: dict[str, str] = {}
+    for logical_id, resource in translated["Resources"].items():
+        if resource["Type"] == "AWS::ApiGatewayV2::Api" and api_url:
+            rewrites[api_placeholder_url(logical_id, parameters["AWS::Region"])] = api_url.rstrip("/")
+        if resource["Type"] == "AWS::CloudFront::Distribution" and cdn_url:
+            rewrites[f"https://{distribution_domain(logical_id)}"] = cdn_url.rstrip("/")
+            rewrites[distribution_domain(logical_id)] = cdn_url.split("://", 1)[-1].rstrip("/")
+
+    def rewrite(text: str) -> str:
+        for placeholder, local_url in rewrites.items():
+            text = text.replace(placeholder, local_url)
+        return text
+
+    local = _LocalResources(translated["Resources"], parameters, queue_url_base)
+    local.resolver = cfn.Resolver(
+        translated, parameters, ref=local.ref, get_att=local.get_att, rewrite=rewrite
+    )
+    return local.resolver
+
+
 def load(
     template_path: str | Path,
     parameters: Mapping[str, Any],
@@ -216,24 +245,10 @@ def load(
     values = cfn.parameter_values(sam, parameters)
     translated = cfn.translate(sam, values)
     resources: dict[str, Any] = translated["Resources"]
-    rewrites: dict[str, str] = {}
-    for logical_id, resource in resources.items():
-        if resource["Type"] == "AWS::ApiGatewayV2::Api" and api_url:
-            rewrites[api_placeholder_url(logical_id, values["AWS::Region"])] = api_url.rstrip("/")
-        if resource["Type"] == "AWS::CloudFront::Distribution" and cdn_url:
-            rewrites[f"https://{distribution_domain(logical_id)}"] = cdn_url.rstrip("/")
-            rewrites[distribution_domain(logical_id)] = cdn_url.split("://", 1)[-1].rstrip("/")
-
-    def rewrite(text: str) -> str:
-        for placeholder, local in rewrites.items():
-            text = text.replace(placeholder, local)
-        return text
-
-    local = _LocalResources(resources, values, queue_url_base)
-    resolver = local.resolver = cfn.Resolver(
-        translated, values, ref=local.ref, get_att=local.get_att, rewrite=rewrite
+    resolver = local_resolver(
+        translated, values, api_url=api_url, cdn_url=cdn_url, queue_url_base=queue_url_base
     )
-    functions = _functions(resources, resolver, local, template_path.parent)
+    functions = _functions(resources, resolver, template_path.parent)
     outputs = {}
     for name, output in (translated.get("Outputs") or {}).items():
         try:
@@ -243,10 +258,12 @@ def load(
             log.warning("output %s has no local value: %s", name, error)
     return LocalTemplate(
         functions=functions,
-        apis=_apis(resources, resolver, local, functions),
-        buckets=_buckets(resources, resolver, local, functions),
+        apis=_apis(resources, resolver, functions),
+        buckets=_buckets(resources, resolver, functions),
         queues={
-            logical_id: Queue(logical_id, local.name(logical_id), _queue_attributes(resolver, resource))
+            logical_id: Queue(
+                logical_id, resolver.ref(logical_id).rsplit("/", 1)[-1], _queue_attributes(resolver, resource)
+            )
             for logical_id, resource in _of_type(resources, "AWS::SQS::Queue").items()
         },
         cdn=_cdn(resources, resolver),
@@ -272,9 +289,7 @@ def _function_by_arn(arn: str, functions: Mapping[str, Function]) -> str:
     raise TemplateError(f"{arn} names no function of the template")
 
 
-def _functions(
-    resources: Mapping[str, Any], resolver: cfn.Resolver, local: _LocalResources, root: Path
-) -> dict[str, Function]:
+def _functions(resources: Mapping[str, Any], resolver: cfn.Resolver, root: Path) -> dict[str, Function]:
     layers = _of_type(resources, "AWS::Lambda::LayerVersion")
     invoke_configs = {
         resolver.resolve(resource["Properties"]["FunctionName"]): resource["Properties"]
@@ -288,7 +303,7 @@ def _functions(
         # Layers given as ARNs (e.g. Powertools' public layer) are satisfied by the venv.
         refs = [layer.get("Ref") for layer in props.get("Layers", []) if isinstance(layer, dict)]
         variables = resolver.resolve((props.get("Environment") or {}).get("Variables") or {})
-        name = local.name(logical_id)
+        name = resolver.ref(logical_id)
         invoke = resolver.resolve(invoke_configs.get(name) or {})
         on_failure = str(invoke.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination", ""))
         reserved = resolver.resolve(props.get("ReservedConcurrentExecutions"))
@@ -328,7 +343,6 @@ def _env_string(value: Any) -> str:
 def _apis(
     resources: Mapping[str, Any],
     resolver: cfn.Resolver,
-    local: _LocalResources,
     functions: Mapping[str, Function],
 ) -> list[HttpApi]:
     stages = {
@@ -379,7 +393,7 @@ def _apis(
         apis.append(
             HttpApi(
                 logical_id=logical_id,
-                api_id=local.ref(logical_id),
+                api_id=resolver.ref(logical_id),
                 routes=tuple(routes),
                 authorizers=authorizers,
                 cors=CorsRules.of(
@@ -401,7 +415,6 @@ def _apis(
 def _buckets(
     resources: Mapping[str, Any],
     resolver: cfn.Resolver,
-    local: _LocalResources,
     functions: Mapping[str, Function],
 ) -> dict[str, Bucket]:
     buckets = {}
@@ -422,7 +435,7 @@ def _buckets(
         versioning = resolver.resolve(props.get("VersioningConfiguration") or {})
         buckets[logical_id] = Bucket(
             logical_id=logical_id,
-            name=local.name(logical_id),
+            name=resolver.ref(logical_id),
             versioned=versioning.get("Status") == "Enabled",
             cors_rules=tuple(resolver.resolve(props.get("CorsConfiguration") or {}).get("CorsRules", ())),
             triggers=triggers,

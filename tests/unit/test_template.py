@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from imgpipe import jwt_verify, keys
-from imgpipe_local.template import Resolver, load_yaml, parameter_values, translate
+from imgpipe_local.cfn import Resolver, load_yaml, parameter_values, translate
+from imgpipe_local.template import local_resolver
 from tests.conftest import ROOT
 
 STACK = "imgpipe-test"
@@ -44,7 +45,7 @@ SAM = load_yaml(ROOT / "template.yaml")
 def _build(overrides: dict[str, Any]) -> tuple[dict[str, Any], Resolver]:
     values = parameter_values(SAM, {**PARAMETERS, **overrides})
     cfn = translate(SAM, values)
-    return cfn, Resolver(cfn, values)
+    return cfn, local_resolver(cfn, values)
 
 
 CFN, RESOLVER = _build({})
