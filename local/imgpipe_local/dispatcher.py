@@ -178,16 +178,10 @@ class Dispatcher:
         except Exception as error:  # noqa: BLE001 - any failure is retried, as Lambda does
             if self._stop.is_set():
                 return  # the stack is stopping; the message would be handed out again
-            kind = error.error_type if isinstance(error, FunctionError) else type(error).__name__
             retry = attempt <= config.maximum_retry_attempts
-            log.error(  # noqa: TRY400 - the function's own error is the news; the stack trace is in its log
-                "%s failed (attempt %d, %s): %s: %s",
-                self.function.logical_id,
-                attempt,
-                "will retry" if retry else "giving up",
-                kind,
-                error,
-            )
+            what = error.report() if isinstance(error, FunctionError) else f"{type(error).__name__}: {error}"
+            outcome = "will retry" if retry else "giving up"
+            log.error("%s failed (attempt %d, %s): %s", self.function.logical_id, attempt, outcome, what)  # noqa: TRY400 - the function's trace, not ours
             if not retry:
                 self._give_up(receipt, event, error, attempt, "RetriesExhausted")
             else:

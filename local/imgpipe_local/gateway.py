@@ -26,6 +26,7 @@ from urllib.parse import parse_qsl, unquote
 from imgpipe_local.cors import is_preflight
 from imgpipe_local.httpserver import Request, Response
 from imgpipe_local.template import Authorizer, HttpApi, Route
+from imgpipe_local.workers import FunctionError
 
 log = logging.getLogger("imgpipe_local")
 
@@ -324,11 +325,12 @@ class Gateway:
             return Response.json(500, INTERNAL_ERROR)
         event = integration_event(ctx, self.account_id, authorizer_context)
         try:
-            result = self.invoke(route.function, event)
-            return lambda_response(result)
-        except Exception:
+            return lambda_response(self.invoke(route.function, event))
+        except FunctionError as error:
+            log.error("%s: %s failed: %s", route.route_key, route.function, error.report())  # noqa: TRY400 - the function's trace, not ours
+        except Exception:  # IntegrationError, or the stack's own trouble: a 500 with CORS all the same
             log.exception("%s: %s failed", route.route_key, route.function)
-            return Response.json(500, INTERNAL_ERROR)
+        return Response.json(500, INTERNAL_ERROR)
 
     # -- authorizer
     def _identity(self, authorizer: Authorizer, ctx: _Context) -> list[str] | None:
@@ -364,6 +366,9 @@ class Gateway:
             event = authorizer_event(ctx, self.account_id, self.region, identity, ctx.request.method, path)
             try:
                 answer = self.invoke(authorizer.function, event)
+            except FunctionError as error:
+                log.error("authorizer %s failed: %s", authorizer.function, error.report())  # noqa: TRY400 - the function's trace, not ours
+                return Response.json(500, INTERNAL_ERROR), None
             except Exception:
                 log.exception("authorizer %s failed", authorizer.function)
                 return Response.json(500, INTERNAL_ERROR), None

@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any, TextIO
 
@@ -47,6 +47,10 @@ class FunctionError(Exception):
         self.error_type = str(payload.get("errorType", "Unknown"))
         self.payload = dict(payload)
 
+    def report(self) -> str:
+        """The error as the function's log would show it: type, message, its own stack trace."""
+        return f"{self.error_type}: {self}\n{''.join(self.payload.get('stackTrace', []))}".rstrip()
+
 
 def aws_environment(endpoint_url: str | None, region: str = "us-east-1") -> dict[str, str]:
     """What boto3 in a worker needs to reach a local moto server and nothing else."""
@@ -59,12 +63,9 @@ def aws_environment(endpoint_url: str | None, region: str = "us-east-1") -> dict
         # No ~/.aws of the developer's: a profile's region or endpoint would leak in.
         "AWS_CONFIG_FILE": os.devnull,
         "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-        # No X-Ray daemon locally.
-        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon locally
     }
-    if endpoint_url:
-        environment["AWS_ENDPOINT_URL"] = endpoint_url
-    return environment
+    return {**environment, "AWS_ENDPOINT_URL": endpoint_url} if endpoint_url else environment
 
 
 def lambda_environment(function: Function, base: Mapping[str, str]) -> dict[str, str]:
@@ -90,9 +91,9 @@ def lambda_environment(function: Function, base: Mapping[str, str]) -> dict[str,
     }
 
 
-def _forward(stream: IO[bytes], sink: Callable[[], TextIO]) -> None:
+def _forward(stream: IO[bytes], output: TextIO | None, default: str) -> None:
     for line in iter(stream.readline, b""):
-        out = sink()
+        out = output or getattr(sys, default)  # looked up per line: a redirect_stdout applies
         out.write(line.decode(errors="replace"))
         out.flush()
     stream.close()
@@ -105,8 +106,9 @@ class Worker:
         self, function: Function, environment: Mapping[str, str], latency_ms: float, output: TextIO | None
     ) -> None:
         self.function = function
-        request_read, request_write = os.pipe()
-        self._replies, reply_write = os.pipe()
+        requests, self._requests_w = os.pipe()
+        self._replies, replies_w = os.pipe()
+        layers = [str(layer) for layer in function.layers]
         self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
             [
                 sys.executable,
@@ -114,74 +116,46 @@ class Worker:
                 "-u",
                 "-m",
                 "imgpipe_local.lambda_worker",
-                str(request_read),
-                str(reply_write),
+                str(requests),
+                str(replies_w),
+                str(latency_ms),
+                *layers,
             ],
-            pass_fds=(request_read, reply_write),
+            pass_fds=(requests, replies_w),
             env=dict(environment),
             cwd=function.code_uri,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            start_new_session=True,  # a terminal's Ctrl-C is for the stack to handle
         )
-        os.close(request_read)
-        os.close(reply_write)
-        self._requests = os.fdopen(request_write, "wb")
+        os.close(requests)
+        os.close(replies_w)
         self._buffer = bytearray()
+        streams = ((self.process.stdout, "stdout"), (self.process.stderr, "stderr"))
         self._forwarders = [
-            threading.Thread(
-                target=_forward, args=(stream, sink), daemon=True, name=f"{function.logical_id}-log"
-            )
-            for stream, sink in (
-                (self.process.stdout, lambda: output or sys.stdout),
-                (self.process.stderr, lambda: output or sys.stderr),
-            )
+            threading.Thread(target=_forward, args=(s, output, d), daemon=True) for s, d in streams
         ]
         for forwarder in self._forwarders:
             forwarder.start()
-        self.generation = 0
-        self.cold = True
-        self.init_ms = 0.0
-        self._send(
-            {
-                "code_uri": str(function.code_uri),
-                "layers": [str(layer) for layer in function.layers],
-                "handler": function.handler,
-                "memory_mb": function.memory_size,
-                "latency_ms": latency_ms,
-            }
-        )
-        reply = self._reply(time.monotonic() + max(INIT_TIMEOUT_SECONDS, function.timeout), "init")
-        if "initError" in reply:
+        self.generation, self.cold = 0, True
+        ready = self._reply(time.monotonic() + max(INIT_TIMEOUT_SECONDS, function.timeout), "init")
+        if "initError" in ready:
             self.stop()
-            raise FunctionError(reply["initError"])
-        self.pid = int(reply["ready"]["pid"])
-        self.init_ms = float(reply["ready"]["initMs"])
+            raise FunctionError(ready["initError"])
+        self.pid, self.init_ms = int(ready["ready"]["pid"]), float(ready["ready"]["initMs"])
 
     @property
     def alive(self) -> bool:
         return self.process.poll() is None
 
     def invoke(self, event: Any) -> Any:
-        request_id = str(uuid.uuid4())
-        timeout = self.function.timeout
-        self._send(
-            {
-                "event": event,
-                "context": {
-                    "function_name": self.function.name,
-                    "function_version": "$LATEST",
-                    "invoked_function_arn": self.function.arn,
-                    "memory_limit_in_mb": self.function.memory_size,
-                    "aws_request_id": request_id,
-                    "log_group_name": f"/aws/lambda/{self.function.name}",
-                    "log_stream_name": "local",
-                    "deadline_ms": int((time.time() + timeout) * 1000),
-                },
-            }
-        )
+        request_id, timeout = str(uuid.uuid4()), self.function.timeout
+        context = {"aws_request_id": request_id, "invoked_function_arn": self.function.arn}
+        request = {"event": event, "context": {**context, "deadline_ms": int((time.time() + timeout) * 1000)}}
+        with contextlib.suppress(BrokenPipeError):  # a worker that is gone: reading its reply says how
+            os.write(self._requests_w, json.dumps(request).encode() + b"\n")
         reply = self._reply(time.monotonic() + timeout, request_id)
-        cold, self.cold = self.cold, False
         log.info(
             "%s REPORT RequestId: %s Duration: %.1f ms Memory Size: %d MB Max Memory Used: %s MB%s",
             self.function.logical_id,
@@ -189,8 +163,9 @@ class Worker:
             reply.get("durationMs", 0.0),
             self.function.memory_size,
             reply.get("maxRssMb", "?"),
-            f" Init Duration: {self.init_ms:.0f} ms" if cold else "",
+            f" Init Duration: {self.init_ms:.0f} ms" if self.cold else "",
         )
+        self.cold = False
         if reply.get("fatal"):
             self.kill()
         if "error" in reply:
@@ -200,36 +175,21 @@ class Worker:
             raise FunctionError(error)
         return reply["result"]
 
-    def _send(self, message: dict[str, Any]) -> None:
-        try:
-            self._requests.write(json.dumps(message).encode() + b"\n")
-            self._requests.flush()
-        except BrokenPipeError:
-            pass  # the worker is gone; reading its reply says how
-
     def _reply(self, deadline: float, request_id: str) -> dict[str, Any]:
         while b"\n" not in self._buffer:
             remaining = deadline - time.monotonic()
-            ready = select.select([self._replies], [], [], max(remaining, 0))[0] if remaining > 0 else []
-            if not ready:
+            if remaining <= 0 or not select.select([self._replies], [], [], remaining)[0]:
                 self.kill()
-                message = f"Task timed out after {self.function.timeout:.2f} seconds"
-                raise FunctionError(
-                    {
-                        "errorType": "Sandbox.Timedout",
-                        "errorMessage": f"RequestId: {request_id} Error: {message}",
-                    }
+                message = (
+                    f"RequestId: {request_id} Error: Task timed out after {self.function.timeout:.2f} seconds"
                 )
+                raise FunctionError({"errorType": "Sandbox.Timedout", "errorMessage": message})
             chunk = os.read(self._replies, 1 << 20)
             if not chunk:
                 code = self.process.wait()
                 detail = f"signal: {-code}" if code < 0 else f"exit status {code}"
-                raise FunctionError(
-                    {
-                        "errorType": "Runtime.ExitError",
-                        "errorMessage": f"RequestId: {request_id} Error: Runtime exited with error: {detail}",
-                    }
-                )
+                message = f"RequestId: {request_id} Error: Runtime exited with error: {detail}"
+                raise FunctionError({"errorType": "Runtime.ExitError", "errorMessage": message})
             self._buffer += chunk
         line, _, rest = self._buffer.partition(b"\n")
         self._buffer = bytearray(rest)
@@ -243,30 +203,25 @@ class Worker:
 
     def stop(self, wait: float = 5.0) -> None:
         """Close the request pipe (the worker exits at its end) and reap the process."""
-        if not self._requests.closed:
-            with contextlib.suppress(BrokenPipeError):
-                self._requests.close()
+        for fd in (self._requests_w, self._replies):
+            with contextlib.suppress(OSError):  # closed already
+                os.close(fd)
+        self._requests_w = self._replies = -1
         try:
             self.process.wait(wait)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
         for forwarder in self._forwarders:
-            if forwarder is not threading.current_thread():
-                forwarder.join()
-        if self._replies >= 0:
-            os.close(self._replies)
-            self._replies = -1
+            forwarder.join()
 
 
 def _source_fingerprint(folders: tuple[Path, ...]) -> frozenset[tuple[str, int]]:
     files = set()
     for folder in folders:
         for path in folder.rglob("*.py"):
-            try:
+            with contextlib.suppress(FileNotFoundError):  # deleted since listed: the next look sees it gone
                 files.add((str(path), path.stat().st_mtime_ns))
-            except FileNotFoundError:
-                continue  # deleted between listing and stat: the next look sees it gone
     return frozenset(files)
 
 
@@ -284,8 +239,7 @@ class FunctionPool:
         self.function = function
         self.concurrency = function.reserved_concurrency or DEFAULT_CONCURRENCY
         self._environment = lambda_environment(function, base_environment)
-        self._latency_ms = latency_ms
-        self._output = output
+        self._latency_ms, self._output = latency_ms, output
         # Beyond its concurrency Lambda throttles; a local request waits for a worker instead.
         self._slots = threading.BoundedSemaphore(self.concurrency)
         self._lock = threading.Lock()
@@ -316,22 +270,17 @@ class FunctionPool:
             worker.stop()
 
     def _take(self) -> Worker:
-        fingerprint = _source_fingerprint(self._folders)
+        if _source_fingerprint(self._folders) != self._fingerprint:
+            log.info("%s: code changed, starting a fresh worker", self.function.logical_id)
+            self._fingerprint = _source_fingerprint(self._folders)
+            self.retire()
         with self._lock:
             if self._closed:
                 raise RuntimeError(f"{self.function.logical_id}: the local stack is stopping")
             self.invocations += 1
-            stale: list[Worker] = []
-            if fingerprint != self._fingerprint:
-                log.info("%s: code changed, starting a fresh worker", self.function.logical_id)
-                self._fingerprint, self._generation = fingerprint, self._generation + 1
-                stale, self._idle = self._idle, []
             worker = self._idle.pop() if self._idle else None
             generation, latency_ms = self._generation, self._latency_ms
-            if worker is None:
-                self.loads += 1
-        for old in stale:
-            old.stop()
+            self.loads += worker is None
         if worker is None:
             worker = Worker(self.function, self._environment, latency_ms, self._output)
             worker.generation = generation
