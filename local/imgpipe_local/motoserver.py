@@ -20,14 +20,16 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
 
 from imgpipe_local.cors import CorsRules, is_preflight
 from imgpipe_local.httpserver import INVALID_HOST, Request, bind_socket, loopback_host
-from imgpipe_local.template import LocalTemplate
+
+if TYPE_CHECKING:  # the moto process imports this module and needs no SAM translator
+    from imgpipe_local.template import LocalTemplate
 
 log = logging.getLogger("imgpipe_local")
 
