@@ -35,7 +35,7 @@ class TemplateError(ValueError):
     pass
 
 
-class _CfnLoader(yaml.SafeLoader):
+class _CfnLoader(yaml.SafeLoader):  # type: ignore[misc, unused-ignore]  # typed only with types-PyYAML
     """SafeLoader that reads CloudFormation's short-form tags (!Ref, !Sub, !GetAtt…) as their long form."""
 
 
@@ -47,7 +47,8 @@ def _construct_intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) 
         return {key: loader.construct_scalar(node)}
     if isinstance(node, yaml.SequenceNode):
         return {key: loader.construct_sequence(node, deep=True)}
-    return {key: loader.construct_mapping(node, deep=True)}  # type: ignore[arg-type]
+    assert isinstance(node, yaml.MappingNode)
+    return {key: loader.construct_mapping(node, deep=True)}
 
 
 _CfnLoader.add_multi_constructor("!", _construct_intrinsic)

@@ -61,7 +61,7 @@ def _path_pattern(path: str) -> re.Pattern[str]:
 
 def match_route(routes: tuple[Route, ...], method: str, path: str) -> tuple[Route, dict[str, str]] | None:
     """The most specific route for `method path`, as API Gateway picks it, with path parameters."""
-    candidates = []
+    candidates: list[tuple[tuple[int, int, int, int], Route, dict[str, str]]] = []
     for route in routes:
         if route.path == "$default":
             candidates.append(((3, 0, 0, 0), route, {}))
@@ -73,13 +73,13 @@ def match_route(routes: tuple[Route, ...], method: str, path: str) -> tuple[Rout
             continue
         segments = route.path.strip("/").split("/")
         greedy = any(s.endswith("+}") for s in segments)
-        params = sum(1 for s in segments if s.startswith("{"))
-        rank = (2 if greedy else (1 if params else 0), params, -len(segments), route.method == "ANY")
+        count = sum(1 for s in segments if s.startswith("{"))
+        rank = (2 if greedy else (1 if count else 0), count, -len(segments), int(route.method == "ANY"))
         candidates.append((rank, route, {k: unquote(v) for k, v in match.groupdict().items()}))
     if not candidates:
         return None
-    _rank, route, params = min(candidates, key=lambda c: c[0])
-    return route, params
+    _rank, best, params = min(candidates, key=lambda c: c[0])
+    return best, params
 
 
 # ---------------------------------------------------------------- events
@@ -206,8 +206,8 @@ def lambda_response(result: Any) -> Response:
     """Turn a handler's return value into HTTP per the payload 2.0 rules."""
     if not (isinstance(result, dict) and "statusCode" in result):
         # API Gateway infers the format: any valid JSON without statusCode is a 200 JSON body.
-        body = result if isinstance(result, str) else json.dumps(result)
-        return Response(200, [("Content-Type", "application/json")], body.encode())
+        text = result if isinstance(result, str) else json.dumps(result)
+        return Response(200, [("Content-Type", "application/json")], text.encode())
     try:
         status = int(result["statusCode"])
     except (TypeError, ValueError) as exc:
@@ -218,7 +218,7 @@ def lambda_response(result: Any) -> Response:
     for key, values in (result.get("multiValueHeaders") or {}).items():
         headers.extend((str(key), str(value)) for value in values)
     headers.extend(("Set-Cookie", str(cookie)) for cookie in result.get("cookies") or [])
-    body = result.get("body")
+    body: Any = result.get("body")
     if body is None:
         data = b""
     elif result.get("isBase64Encoded"):

@@ -214,7 +214,7 @@ def provision(template: LocalTemplate, s3: Any, sqs: Any, region: str) -> list[T
         sqs.create_queue(QueueName=queue.name, Attributes=queue.attributes)
     triggers = []
     for bucket in template.buckets.values():
-        create = {"Bucket": bucket.name}
+        create: dict[str, Any] = {"Bucket": bucket.name}
         if region != "us-east-1":
             create["CreateBucketConfiguration"] = {"LocationConstraint": region}
         s3.create_bucket(**create)

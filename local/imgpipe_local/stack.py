@@ -185,8 +185,14 @@ class LocalStack:
             "AllowedOrigins", f"{self.web_url},http://localhost:{self._servers['web'].port}"
         )
         self._moto.start(cognito_origins=origins.split(","))
+        username, password = self.demo_user
         pool = create_cognito(
-            self.client("cognito-idp"), self.moto_url, self.region, *self.demo_user, pool_name=self.stack_name
+            self.client("cognito-idp"),
+            self.moto_url,
+            self.region,
+            username,
+            password,
+            pool_name=self.stack_name,
         )
         parameters = {
             "UserPoolId": pool.user_pool_id,
@@ -304,7 +310,7 @@ class LocalStack:
         """Records in the on-failure destinations (read and left in place)."""
         assert self.template is not None
         queues = {f.event_invoke.on_failure_queue for f in self.template.functions.values()} - {None}
-        records = []
+        records: list[dict[str, Any]] = []
         for queue in sorted(q for q in queues if q):
             response = self.client("sqs").receive_message(
                 QueueUrl=self._queue_url(queue), MaxNumberOfMessages=10, VisibilityTimeout=0

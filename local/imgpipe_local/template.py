@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -278,7 +278,7 @@ def _of_type(resources: Mapping[str, Any], kind: str) -> dict[str, dict[str, Any
 def _local_path(code: Mapping[str, Any], root: Path, what: str) -> Path:
     if code.get("S3Bucket") != cfn.CODE_BUCKET:
         raise TemplateError(f"{what}: only local CodeUri/ContentUri folders can run locally, got {code}")
-    return (root / code["S3Key"]).resolve()
+    return (root / str(code["S3Key"])).resolve()
 
 
 def _function_by_arn(arn: str, functions: Mapping[str, Function]) -> str:
@@ -453,7 +453,7 @@ def _queue_attributes(resolver: cfn.Resolver, resource: Mapping[str, Any]) -> di
 
 
 # ResponseHeadersPolicy's SecurityHeadersConfig: header, and how its value reads from the config.
-_SECURITY_HEADERS = {
+_SECURITY_HEADERS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "ContentTypeOptions": ("X-Content-Type-Options", lambda c: "nosniff"),
     "FrameOptions": ("X-Frame-Options", lambda c: c["FrameOption"]),
     "ReferrerPolicy": ("Referrer-Policy", lambda c: c["ReferrerPolicy"]),
@@ -487,8 +487,10 @@ def _cdn(resources: Mapping[str, Any], resolver: cfn.Resolver) -> CdnConfig | No
     policy = resolver.resolve(resources[policy_ref["Ref"]]["Properties"])["ResponseHeadersPolicyConfig"]
     cors = policy.get("CorsConfig")
     security = policy.get("SecurityHeadersConfig") or {}
-    headers = {
-        header: value(security[key]) for key, (header, value) in _SECURITY_HEADERS.items() if key in security
+    headers: dict[str, str] = {
+        header: str(value(security[key]))
+        for key, (header, value) in _SECURITY_HEADERS.items()
+        if key in security
     }
     headers.update(
         {

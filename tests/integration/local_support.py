@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import textwrap
 import time
@@ -9,6 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from imgpipe_local import template
 from imgpipe_local.gateway import Gateway
@@ -155,7 +157,7 @@ class ServedApi:
     template: template.LocalTemplate
 
     def invocations(self, logical_id: str) -> int:
-        return self.runtime.pools[logical_id].invocations
+        return int(self.runtime.pools[logical_id].invocations)
 
 
 @contextmanager
@@ -253,7 +255,5 @@ def lambda_handler(event, context):
 """
 
 
-def recorded(folder: Path) -> list[dict]:
-    import json
-
+def recorded(folder: Path) -> list[dict[str, Any]]:
     return [json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))]

@@ -49,8 +49,11 @@ def test_dev_prints_urls_and_credentials_serves_and_stops_on_sigterm() -> None:
             if "Ctrl-C to stop" in line or not line:
                 break
         output = "".join(lines)
-        web_url = re.search(r"web page\s+(http://\S+)", output).group(1)
-        api_url = re.search(r"API\s+(http://\S+)", output).group(1)
+        web_match = re.search(r"web page\s+(http://\S+)", output)
+        api_match = re.search(r"API\s+(http://\S+)", output)
+        assert web_match, output
+        assert api_match, output
+        web_url, api_url = web_match.group(1), api_match.group(1)
         assert "demo user  demo / " in output
 
         config = requests.get(f"{web_url}/config.json", timeout=10).json()

@@ -62,7 +62,7 @@ def test_config_json_with_the_demo_password_is_for_this_machine_only() -> None:
 
     def get(client_ip: str) -> int:
         request = Request("GET", "/config.json", "", [("Host", "x")], b"", client_ip, "HTTP/1.1")
-        return page.handle(request).status
+        return int(page.handle(request).status)
 
     assert get("127.0.0.1") == 200
     assert get("::1") == 200

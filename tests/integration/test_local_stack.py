@@ -30,17 +30,19 @@ def stack() -> Iterator[LocalStack]:
 
 @pytest.fixture
 def assets(stack: LocalStack) -> str:
-    return stack.outputs["AssetsBucketName"]
+    return str(stack.outputs["AssetsBucketName"])
 
 
 def put_asset(stack: LocalStack, key: str, body: bytes, content_type: str, cache_control: str) -> str:
-    return stack.client("s3").put_object(
+    s3 = stack.client("s3")
+    put = s3.put_object(
         Bucket=stack.outputs["AssetsBucketName"],
         Key=key,
         Body=body,
         ContentType=content_type,
         CacheControl=cache_control,
-    )["ETag"]
+    )
+    return str(put["ETag"])
 
 
 # ---------------------------------------------------------------- resources from the template
