@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -114,6 +115,8 @@ def dev_ready_times(runs: int, compare: str | None) -> None:
         order = list(contenders)[run % len(contenders) :] + list(contenders)[: run % len(contenders)]
         for name in order:
             times[name].append(dev_ready(*contenders[name]))
+    if compare:
+        shutil.rmtree(contenders[compare][0])
     print(f"`imgpipe dev` launch to ready, ports 0 (median of {runs}):")
     for name, samples in times.items():
         print(f"  {name:<12} {median_ms(samples)}")
