@@ -52,6 +52,8 @@ def cap_address_space(memory_mb: int) -> None:
     mapping, so the mapped-but-not-resident part (shared libraries) is added on top. Called
     again after the init phase, it narrows the cap to the handler's real size.
     """
+    if not os.path.exists("/proc/self/status"):
+        return  # not Linux: macOS, for one, does not enforce RLIMIT_AS anyway
     with open("/proc/self/status") as status:
         kib = {
             line.split(":")[0]: int(line.split()[1])
