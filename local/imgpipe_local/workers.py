@@ -106,7 +106,7 @@ class Worker:
         self, function: Function, environment: Mapping[str, str], latency_ms: float, output: TextIO | None
     ) -> None:
         self.function = function
-        requests, self._requests_w = os.pipe()
+        requests, requests_w = os.pipe()
         self._replies, replies_w = os.pipe()
         layers = [str(layer) for layer in function.layers]
         self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
@@ -131,6 +131,7 @@ class Worker:
         )
         os.close(requests)
         os.close(replies_w)
+        self._requests = os.fdopen(requests_w, "wb")  # buffered: a write is whole, whatever its size
         self._buffer = bytearray()
         streams = ((self.process.stdout, "stdout"), (self.process.stderr, "stderr"))
         self._forwarders = [
@@ -154,7 +155,8 @@ class Worker:
         context = {"aws_request_id": request_id, "invoked_function_arn": self.function.arn}
         request = {"event": event, "context": {**context, "deadline_ms": int((time.time() + timeout) * 1000)}}
         with contextlib.suppress(BrokenPipeError):  # a worker that is gone: reading its reply says how
-            os.write(self._requests_w, json.dumps(request).encode() + b"\n")
+            self._requests.write(json.dumps(request).encode() + b"\n")
+            self._requests.flush()
         reply = self._reply(time.monotonic() + timeout, request_id)
         log.info(
             "%s REPORT RequestId: %s Duration: %.1f ms Memory Size: %d MB Max Memory Used: %s MB%s",
@@ -203,10 +205,11 @@ class Worker:
 
     def stop(self, wait: float = 5.0) -> None:
         """Close the request pipe (the worker exits at its end) and reap the process."""
-        for fd in (self._requests_w, self._replies):
-            with contextlib.suppress(OSError):  # closed already
-                os.close(fd)
-        self._requests_w = self._replies = -1
+        with contextlib.suppress(OSError):  # closed already, or the worker is gone
+            self._requests.close()
+        with contextlib.suppress(OSError):
+            os.close(self._replies)
+        self._replies = -1
         try:
             self.process.wait(wait)
         except subprocess.TimeoutExpired:

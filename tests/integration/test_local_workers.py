@@ -68,6 +68,8 @@ def lambda_handler(event, context):
             if context.get_remaining_time_in_millis() < 500:
                 raise TimeoutError("the other invocations never ran alongside this one")
             time.sleep(0.01)
+    elif action == "echo":
+        return event
     elif action == "raise":
         raise ValueError("asked to fail")
     elif action == "print":
@@ -187,6 +189,12 @@ def test_concurrent_invocations_get_separate_workers_up_to_the_reservation(
     # ReservedConcurrentExecutions: 1 -> one environment serves every invocation in turn.
     assert len({reply["pid"] for reply in reserved}) == 1
     assert runtime.pools["Single"].loads == 1
+
+
+def test_events_and_results_larger_than_a_pipe_s_buffer_go_through_whole(runtime: Runtime) -> None:
+    event = {"do": "echo", "payload": "x" * 3_000_000}
+
+    assert runtime.invoke("Large", event) == event
 
 
 def test_an_import_error_is_reported_as_lambda_does(runtime: Runtime) -> None:
