@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from imgpipe_local import template as template_module
 from imgpipe_local.cdn import Cdn
 from imgpipe_local.cfn import ACCOUNT_ID, REGION, STACK_NAME
@@ -68,11 +70,13 @@ class DemoUser:
 
 
 class WebPage:
-    """Static files of web/ plus /config.json, the page's pointer to the stack's endpoints."""
+    """Static files of web/ plus /config.json, the page's pointer to the stack's endpoints, and
+    /openapi.json, docs/openapi.yaml naming this stack's API as its server."""
 
-    def __init__(self, folder: Path, config: dict[str, Any]) -> None:
+    def __init__(self, folder: Path, config: dict[str, Any], openapi: dict[str, Any] | None = None) -> None:
         self.folder = folder.resolve()
         self.config = config
+        self.openapi = openapi
 
     def handle(self, request: Request) -> Response:
         if request.method not in ("GET", "HEAD"):
@@ -84,6 +88,8 @@ class WebPage:
                     403, [("Content-Type", "text/plain")], b"config.json is served to this machine only"
                 )
             return Response.json(200, self.config, [("Cache-Control", "no-store")])
+        if request.path == "/openapi.json" and self.openapi is not None:
+            return Response.json(200, self.openapi, [("Cache-Control", "no-store")])
         path = (self.folder / (request.path.lstrip("/") or "index.html")).resolve()
         if path.is_dir():
             path = path / "index.html"
@@ -232,7 +238,7 @@ class LocalStack:
             if apis
             else NotFound(),
             "cdn": Cdn(cdn, self.client("s3")) if cdn is not None else NotFound(),
-            "web": WebPage(self.web_dir, self.web_config),
+            "web": WebPage(self.web_dir, self.web_config, self._openapi()),
         }
         for name, app in apps.items():
             self._servers[name].start(app)
@@ -266,6 +272,12 @@ class LocalStack:
         for dispatcher in self._dispatchers:
             dispatcher.stop()
         self._dispatchers.clear()
+
+    def _openapi(self) -> dict[str, Any] | None:
+        document = self.root / "docs" / "openapi.yaml"
+        if not document.is_file():
+            return None
+        return {**yaml.safe_load(document.read_text()), "servers": [{"url": self.api_url}]}
 
     # ---------------------------------------------------------------- helpers for callers
     def client(self, service: str) -> Any:

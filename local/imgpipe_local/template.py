@@ -23,6 +23,10 @@ from imgpipe_local.cors import CorsRules, as_tuple
 
 log = logging.getLogger("imgpipe_local")
 
+# template.yaml as YAML (CloudFormation's short-form tags read as their long form), for readers
+# such as the OpenAPI and spec tests that want the document itself.
+load_yaml = cfn.load_yaml
+
 
 @dataclass(frozen=True)
 class EventInvokeConfig:

@@ -13,6 +13,7 @@ from moto import mock_aws
 from imgpipe_local.handlers import Handler, load_handler
 from tests.aws_support import create_distribution
 from tests.conftest import FUNCTIONS, load_event
+from tests.openapi_support import check_function_answer
 
 UPLOADS = "imgpipe-uploads-test"
 ASSETS = "imgpipe-assets-test"
@@ -70,6 +71,8 @@ def stored(s3: Any, user: str) -> tuple[list[str], list[str]]:
 
 def invoke(handler: Handler, event: dict[str, Any], lambda_context: Any) -> tuple[int, dict[str, Any]]:
     response = handler(event, lambda_context)
+    # Every answer these tests provoke is held to docs/openapi.yaml.
+    check_function_answer(event, response)
     return int(response["statusCode"]), json.loads(response["body"])
 
 
@@ -187,10 +190,14 @@ def test_an_object_s3_refuses_to_delete_fails_the_request(
     monkeypatch.setenv("UPLOADS_BUCKET", "imgpipe-locked-test")
     handler = load(monkeypatch, aws["distribution_id"])
 
-    # Then the handler fails (a 500 at the API) instead of reporting a partial erase as done,
-    # and nothing is invalidated until the objects are really gone
-    with pytest.raises(RuntimeError, match="AccessDenied"):
-        handler(load_event("delete_avatar"), lambda_context)
+    # When the caller asks to erase
+    status, body = invoke(handler, load_event("delete_avatar"), lambda_context)
+
+    # Then the answer says to retry instead of reporting a partial erase as done (the detail,
+    # which names buckets and keys, stays in the log), and nothing is invalidated until the
+    # objects are really gone
+    assert status == 503
+    assert body == {"statusCode": 503, "message": "Some objects could not be deleted yet; retry the request."}
     listed = aws["cloudfront"].list_invalidations(DistributionId=aws["distribution_id"])["InvalidationList"]
     assert listed["Quantity"] == 0
 
