@@ -500,3 +500,28 @@ def test_processor_concurrency_is_reserved_unless_set_to_0(value, reserved):
     props = resolver.resolve(cfn["Resources"]["ProcessImageFunction"]["Properties"])
     got = props.get("ReservedConcurrentExecutions")
     assert (int(got) if got is not None else None) == reserved
+
+
+# ---------------------------------------------------------------- logs
+
+
+LAMBDA_LOG_LEVELS = {"TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"}
+
+
+@pytest.mark.parametrize("level", SAM["Parameters"]["LogLevel"]["AllowedValues"])
+def test_lambda_filters_logs_at_the_log_level_parameter(level):
+    # Without ApplicationLogLevel, Lambda drops JSON logs below INFO whatever Powertools emits,
+    # so LogLevel=DEBUG would show nothing.
+    assert level in LAMBDA_LOG_LEVELS
+    cfn, resolver = _build({"LogLevel": level})
+    for function in FUNCTIONS:
+        props = resolver.resolve(cfn["Resources"][function]["Properties"])
+        assert props["LoggingConfig"]["ApplicationLogLevel"] == level, function
+        assert props["Environment"]["Variables"]["POWERTOOLS_LOG_LEVEL"] == level, function
+
+
+def test_every_function_logs_to_one_group_with_retention():
+    groups = {RES[f]["Properties"]["LoggingConfig"]["LogGroup"]["Ref"] for f in FUNCTIONS}
+    assert len(groups) == 1
+    [group] = groups
+    assert int(resolved(RES[group]["Properties"]["RetentionInDays"])) > 0
