@@ -9,6 +9,7 @@ generates — not just the YAML we wrote. Each test fails if someone weakens wha
 from __future__ import annotations
 
 import fnmatch
+import subprocess
 import re
 from graphlib import CycleError, TopologicalSorter
 from typing import Any
@@ -21,14 +22,15 @@ from tests.conftest import ROOT
 
 STACK = "imgpipe-test"
 ACCOUNT = "111122223333"
+REGION = "eu-west-1"
 ORIGINS = ["https://app.example.com", "https://admin.example.com"]
-UPLOADS = f"{STACK}-uploads-{ACCOUNT}"
-ASSETS = f"{STACK}-assets-{ACCOUNT}"
+UPLOADS = f"{STACK}-uploads-{ACCOUNT}-{REGION}"
+ASSETS = f"{STACK}-assets-{ACCOUNT}-{REGION}"
 # CommaDelimitedList parameters reach the transform as lists when CloudFormation deploys.
 PARAMETERS = {
     "AWS::StackName": STACK,
     "AWS::AccountId": ACCOUNT,
-    "AWS::Region": "eu-west-1",
+    "AWS::Region": REGION,
     "UserPoolId": "eu-west-1_AbCdEf123",
     "UserPoolClientId": "1example23456789",
     "AllowedOrigins": ORIGINS,
@@ -112,8 +114,10 @@ FUNCTIONS = sorted(of_type("AWS::Lambda::Function"))
 def test_bucket_names_resolve_as_the_functions_expect():
     assert resolved({"Ref": "UploadsBucket"}) == UPLOADS
     assert resolved({"Ref": "AssetsBucket"}) == ASSETS
-    env = resolved(RES["ProcessImageFunction"]["Properties"]["Environment"]["Variables"])
-    assert (env["UPLOADS_BUCKET"], env["ASSETS_BUCKET"]) == (UPLOADS, ASSETS)
+    for function in ("ProcessImageFunction", "DeleteAvatarFunction", "PresignUploadFunction"):
+        env = resolved(RES[function]["Properties"]["Environment"]["Variables"])
+        assert env["UPLOADS_BUCKET"] == UPLOADS, function
+        assert env.get("ASSETS_BUCKET", ASSETS) == ASSETS, function
 
 
 def test_processor_cannot_create_objects_in_the_uploads_bucket():
@@ -157,10 +161,19 @@ def test_authorizer_has_no_aws_permissions_beyond_logs_and_traces():
 
 
 def test_delete_can_erase_a_users_objects_but_create_nothing():
+    # Originals are versioned: erased version by version.
+    assert allows("DeleteAvatarFunction", "s3:ListBucketVersions", s3(UPLOADS))
+    assert allows("DeleteAvatarFunction", "s3:DeleteObjectVersion", s3(UPLOADS, UPLOAD_KEY))
+    # Assets are not versioned: no version permission there at all.
+    assert allows("DeleteAvatarFunction", "s3:ListBucket", s3(ASSETS))
+    for key in ASSET_KEYS:
+        assert allows("DeleteAvatarFunction", "s3:DeleteObject", s3(ASSETS, key))
+        assert not allows("DeleteAvatarFunction", "s3:DeleteObjectVersion", s3(ASSETS, key))
+    assert not allows("DeleteAvatarFunction", "s3:ListBucketVersions", s3(ASSETS))
     for bucket, key in [(UPLOADS, UPLOAD_KEY)] + [(ASSETS, k) for k in ASSET_KEYS]:
-        assert allows("DeleteAvatarFunction", "s3:DeleteObjectVersion", s3(bucket, key))
         assert not allows("DeleteAvatarFunction", "s3:PutObject", s3(bucket, key))
-    assert not allows("DeleteAvatarFunction", "s3:DeleteObject", s3(UPLOADS, "elsewhere/x"))
+    assert not allows("DeleteAvatarFunction", "s3:DeleteObjectVersion", s3(UPLOADS, "elsewhere/x"))
+    assert not allows("DeleteAvatarFunction", "s3:DeleteObject", s3(ASSETS, "elsewhere/x"))
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
@@ -258,6 +271,9 @@ def test_processor_fires_on_new_originals_only():
     ]
     assert permission["FunctionName"] == {"Ref": "ProcessImageFunction"}
     assert resolved(permission["SourceAccount"]) == ACCOUNT
+    # Only this bucket may invoke the processor (a SourceArn written from the name, not a !Ref).
+    assert resolved(permission["SourceArn"]) == s3(UPLOADS)
+    assert resolved(RES["UploadsBucket"]["Properties"]["BucketName"]) == UPLOADS
 
 
 def test_failed_processing_is_retried_a_little_then_parked_with_an_alarm():
@@ -525,3 +541,91 @@ def test_every_function_logs_to_one_group_with_retention():
     assert len(groups) == 1
     [group] = groups
     assert int(resolved(RES[group]["Properties"]["RetentionInDays"])) > 0
+
+
+# ---------------------------------------------------------------- names
+
+
+# Names that must be unique across a whole account (S3: across every account), per resource type.
+ACCOUNT_GLOBAL_NAMES = {
+    "AWS::S3::Bucket": ("BucketName",),
+    "AWS::CloudFront::OriginAccessControl": ("OriginAccessControlConfig", "Name"),
+    "AWS::CloudFront::CachePolicy": ("CachePolicyConfig", "Name"),
+    "AWS::CloudFront::ResponseHeadersPolicy": ("ResponseHeadersPolicyConfig", "Name"),
+    "AWS::CloudFront::Function": ("Name",),
+    "AWS::CloudFront::OriginRequestPolicy": ("OriginRequestPolicyConfig", "Name"),
+    "AWS::IAM::Role": ("RoleName",),
+    "AWS::IAM::ManagedPolicy": ("ManagedPolicyName",),
+    "AWS::IAM::User": ("UserName",),
+}
+NAME_LIMITS = {"AWS::S3::Bucket": 63, "AWS::CloudFront::OriginAccessControl": 64}
+# ap-southeast-1 … -7, ap-northeast-1 … -3 and cn-northwest-1 are 14 characters, the longest codes.
+LONGEST_REGION = "ap-southeast-7"
+
+
+def global_names(overrides: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """Logical id -> (type, name) of every explicitly named account-global resource."""
+    cfn, resolver = _build(overrides)
+    names = {}
+    for name, resource in cfn["Resources"].items():
+        path = ACCOUNT_GLOBAL_NAMES.get(resource["Type"])
+        value: Any = resource.get("Properties") or {}
+        for key in path or ("",):
+            value = value.get(key) if isinstance(value, dict) else None
+        if path and value is not None:
+            names[name] = (resource["Type"], str(resolver.resolve(value)))
+    return names
+
+
+def test_the_same_stack_name_in_two_regions_of_one_account_collides_nowhere():
+    in_ireland = global_names({"AWS::Region": "eu-west-1"})
+    in_virginia = global_names({"AWS::Region": "us-east-1"})
+
+    # (IAM roles are left for CloudFormation to name, which makes them unique.)
+    assert {"UploadsBucket", "AssetsBucket", "OriginAccessControl", "AssetsCachePolicy"} <= set(in_ireland)
+    assert {n for _, n in in_ireland.values()}.isdisjoint(n for _, n in in_virginia.values())
+
+
+def makefile_stack_name_max() -> int:
+    [limit] = re.findall(r"^STACK_NAME_MAX := (\d+)$", (ROOT / "Makefile").read_text(), re.M)
+    return int(limit)
+
+
+def test_the_stack_name_limit_is_the_longest_that_fits_every_name_in_every_region():
+    limit = makefile_stack_name_max()
+
+    def too_long(stack: str) -> list[str]:
+        names = global_names({"AWS::StackName": stack, "AWS::Region": LONGEST_REGION})
+        return [n for kind, n in names.values() if len(n) > NAME_LIMITS.get(kind, 128)]
+
+    assert too_long("a" * limit) == []
+    assert too_long("a" * (limit + 1)), "the limit could be longer"
+    readme = (ROOT / "README.md").read_text()
+    assert f"at most {limit} characters" in readme
+
+
+@pytest.mark.parametrize(
+    ("stack", "accepted"),
+    [
+        ("imgpipe", True),
+        ("imgpipe-prod", True),
+        ("a" * 27, True),
+        ("a" * 28, False),
+        ("Imgpipe", False),  # S3 bucket names are lowercase
+        ("1imgpipe", False),  # CloudFormation stack names start with a letter
+        ("imgpipe-", False),  # bucket name parts end with a letter or digit
+        ("img_pipe", False),
+    ],
+)
+def test_make_deploy_refuses_a_stack_name_the_buckets_cannot_carry(stack, accepted):
+    assert len("a" * 27) == makefile_stack_name_max()
+    done = subprocess.run(
+        ["make", "--no-print-directory", "-s", "check-stack-name", f"STACK={stack}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (done.returncode == 0) == accepted, done.stderr
+    if not accepted:
+        assert "at most 27 characters" in done.stderr
