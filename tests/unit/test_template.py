@@ -26,6 +26,7 @@ REGION = "eu-west-1"
 ORIGINS = ["https://app.example.com", "https://admin.example.com"]
 UPLOADS = f"{STACK}-uploads-{ACCOUNT}-{REGION}"
 ASSETS = f"{STACK}-assets-{ACCOUNT}-{REGION}"
+LOGS = f"{STACK}-logs-{ACCOUNT}-{REGION}"
 # CommaDelimitedList parameters reach the transform as lists when CloudFormation deploys.
 PARAMETERS = {
     "AWS::StackName": STACK,
@@ -209,7 +210,9 @@ def bucket_policy(bucket: str) -> list[dict[str, Any]]:
     return as_list(resolved(policy["Properties"]["PolicyDocument"])["Statement"])
 
 
-@pytest.mark.parametrize(("bucket", "name"), [("UploadsBucket", UPLOADS), ("AssetsBucket", ASSETS)])
+@pytest.mark.parametrize(
+    ("bucket", "name"), [("UploadsBucket", UPLOADS), ("AssetsBucket", ASSETS), ("AccessLogsBucket", LOGS)]
+)
 def test_bucket_refuses_plain_http(bucket, name):
     deny = [
         s
@@ -629,3 +632,59 @@ def test_make_deploy_refuses_a_stack_name_the_buckets_cannot_carry(stack, accept
     assert (done.returncode == 0) == accepted, done.stderr
     if not accepted:
         assert "at most 27 characters" in done.stderr
+
+
+# ---------------------------------------------------------------- access logs
+
+
+def deployed(cfn: dict[str, Any], resolver: Resolver) -> dict[str, dict[str, Any]]:
+    """The resources CloudFormation creates: conditions evaluated, intrinsics resolved."""
+    return {
+        name: {**resource, "Properties": resolver.resolve(resource.get("Properties") or {})}
+        for name, resource in cfn["Resources"].items()
+        if "Condition" not in resource or resolver.condition(resource["Condition"])
+    }
+
+
+def test_buckets_and_cdn_log_every_request_into_one_expiring_log_bucket():
+    cfn, resolver = _build({})
+    res = deployed(cfn, resolver)
+    logs = res["AccessLogsBucket"]["Properties"]
+    log_bucket = logs["BucketName"]
+
+    # Both buckets write server access logs there, each under its own prefix below s3/
+    targets = {
+        bucket: res[bucket]["Properties"]["LoggingConfiguration"] for bucket in ("UploadsBucket", "AssetsBucket")
+    }
+    assert {t["DestinationBucketName"] for t in targets.values()} == {log_bucket}
+    prefixes = [t["LogFilePrefix"] for t in targets.values()]
+    assert len(set(prefixes)) == 2 and all(p.startswith("s3/") for p in prefixes)
+    # which S3's logging service may write, from this account only, and nothing else may
+    [grant] = [s for s in bucket_policy("AccessLogsBucket") if s["Effect"] == "Allow"]
+    assert grant["Principal"] == {"Service": "logging.s3.amazonaws.com"}
+    assert as_list(grant["Action"]) == ["s3:PutObject"]
+    assert as_list(grant["Resource"]) == [s3(log_bucket, "s3/*")]
+    assert grant["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT}}
+    # CloudFront writes its standard logs under cdn/ (with an ACL, so ACLs stay enabled there)
+    cdn = res["Distribution"]["Properties"]["DistributionConfig"]["Logging"]
+    assert cdn["Bucket"] == f"{log_bucket}.s3.amazonaws.com"
+    assert cdn["Prefix"] == "cdn/"
+    assert logs["OwnershipControls"]["Rules"] == [{"ObjectOwnership": "BucketOwnerPreferred"}]
+    # Private, TLS-only, SSE-S3 (the only encryption server access logs accept), expiring
+    assert all(logs["PublicAccessBlockConfiguration"].values())
+    [rule] = logs["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    [expiry] = [r for r in logs["LifecycleConfiguration"]["Rules"] if "ExpirationInDays" in r]
+    assert int(expiry["ExpirationInDays"]) == SAM["Parameters"]["AccessLogRetentionDays"]["Default"] > 0
+    assert "Prefix" not in expiry and "Filter" not in expiry
+    assert "LoggingConfiguration" not in logs
+
+
+def test_access_logs_off_means_no_log_bucket_and_nothing_pointing_at_one():
+    cfn, resolver = _build({"AccessLogRetentionDays": "0"})
+    res = deployed(cfn, resolver)
+
+    assert "AccessLogsBucket" not in res and "AccessLogsBucketPolicy" not in res
+    assert "LoggingConfiguration" not in res["UploadsBucket"]["Properties"]
+    assert "LoggingConfiguration" not in res["AssetsBucket"]["Properties"]
+    assert "Logging" not in res["Distribution"]["Properties"]["DistributionConfig"]
