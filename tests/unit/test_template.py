@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from imgpipe import keys
-from imgpipe_local.template import Resolver, load_yaml, parameter_values, translate
+from imgpipe_local.template import Resolver, TemplateError, load_yaml, parameter_values, translate
 from tests.conftest import ROOT
 
 STACK = "imgpipe-test"
@@ -521,6 +521,77 @@ def test_processor_concurrency_is_reserved_unless_set_to_0(value, reserved):
     assert (int(got) if got is not None else None) == reserved
 
 
+# ---------------------------------------------------------------- the first deploy
+
+
+def test_a_deploy_with_defaults_reserves_no_concurrency():
+    # Lambda keeps 100 executions unreserved; new accounts often have a quota of 10 or 50, so any
+    # default reservation makes the first `sam deploy --guided` fail and roll back.
+    assert SAM["Parameters"]["ProcessorReservedConcurrency"]["Default"] == 0
+    for function in FUNCTIONS:
+        assert "ReservedConcurrentExecutions" not in resolved(RES[function]["Properties"]), function
+
+
+@pytest.mark.parametrize("architecture", ["arm64", "x86_64"])
+def test_layers_declare_and_are_built_for_the_functions_architecture(architecture):
+    cfn, resolver = _build({"Architecture": architecture})
+    for name, layer in cfn["Resources"].items():
+        if layer["Type"] != "AWS::Lambda::LayerVersion":
+            continue
+        assert resolver.resolve(layer["Properties"]["CompatibleArchitectures"]) == [architecture], name
+    for name, layer in SAM["Resources"].items():
+        if layer["Type"] == "AWS::Serverless::LayerVersion":
+            # sam build resolves the metadata with the same parameters (tests/build checks the ELF).
+            assert layer["Metadata"]["BuildArchitecture"] == {"Ref": "Architecture"}, name
+    for function in FUNCTIONS:
+        assert resolver.resolve(cfn["Resources"][function]["Properties"]["Architectures"]) == [architecture]
+
+
+def test_api_functions_time_out_before_the_http_api_gives_up_on_them():
+    # HTTP API ends an integration after 30 s at most and answers 503 while the function runs on.
+    for path, methods in API_BODY["paths"].items():
+        for method, operation in methods.items():
+            integration = operation["x-amazon-apigateway-integration"]
+            api_timeout_ms = int(integration.get("timeoutInMillis", 30_000))
+            assert api_timeout_ms <= 30_000
+            [function] = re.findall(r"functions/\$\{(\w+)\.Arn\}", integration["uri"]["Fn::Sub"])
+            timeout_s = int(resolved(RES[function]["Properties"]["Timeout"]))
+            assert timeout_s * 1000 < api_timeout_ms, f"{method.upper()} {path}: {function} {timeout_s} s"
+
+
+def test_allowed_origins_has_no_localhost_default_and_only_takes_origins():
+    # No default: `sam deploy --guided` asks for it, a deploy without it fails before creating anything.
+    declared = SAM["Parameters"]["AllowedOrigins"]
+    assert "Default" not in declared
+    with pytest.raises(TemplateError, match="AllowedOrigins"):
+        parameter_values(SAM, {k: v for k, v in PARAMETERS.items() if k != "AllowedOrigins"})
+    # CloudFormation matches AllowedPattern against each item of a CommaDelimitedList.
+    pattern = re.compile(declared["AllowedPattern"])
+    local = ["http://127.0.0.1:8000", "http://localhost:8000", "http://127.0.0.1:43117"]
+    for origin in [*ORIGINS, *local, "https://img.example.co.uk:8443"]:
+        assert pattern.fullmatch(origin), origin
+    # Browsers send no trailing slash or path, so such an entry would never match: refuse it.
+    for origin in [
+        "https://app.example.com/",
+        "https://app.example.com/app",
+        "*",
+        "app.example.com",
+        " https://app.example.com",
+        "https://App.example.com",
+        "ftp://app.example.com",
+    ]:
+        assert not pattern.fullmatch(origin), origin
+
+
+@pytest.mark.parametrize("bucket", ["UploadsBucket", "AssetsBucket", "AccessLogsBucket"])
+def test_stack_deletion_keeps_the_buckets_instead_of_failing_on_them(bucket):
+    # CloudFormation cannot delete a bucket that holds objects (the uploads bucket: every version
+    # of every original), so `sam delete` would fail; the README says how to empty and delete them.
+    assert SAM["Resources"][bucket]["DeletionPolicy"] == "Retain"
+    assert SAM["Resources"][bucket]["UpdateReplacePolicy"] == "Retain"
+    assert RES[bucket]["DeletionPolicy"] == "Retain"
+
+
 # ---------------------------------------------------------------- logs
 
 
@@ -654,7 +725,8 @@ def test_buckets_and_cdn_log_every_request_into_one_expiring_log_bucket():
 
     # Both buckets write server access logs there, each under its own prefix below s3/
     targets = {
-        bucket: res[bucket]["Properties"]["LoggingConfiguration"] for bucket in ("UploadsBucket", "AssetsBucket")
+        bucket: res[bucket]["Properties"]["LoggingConfiguration"]
+        for bucket in ("UploadsBucket", "AssetsBucket")
     }
     assert {t["DestinationBucketName"] for t in targets.values()} == {log_bucket}
     prefixes = [t["LogFilePrefix"] for t in targets.values()]
