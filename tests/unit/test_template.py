@@ -760,3 +760,47 @@ def test_access_logs_off_means_no_log_bucket_and_nothing_pointing_at_one():
     assert "LoggingConfiguration" not in res["UploadsBucket"]["Properties"]
     assert "LoggingConfiguration" not in res["AssetsBucket"]["Properties"]
     assert "Logging" not in res["Distribution"]["Properties"]["DistributionConfig"]
+
+
+# ---------------------------------------------------------------- alarms
+
+
+def alarms_on(
+    resources: dict[str, dict[str, Any]], resolver: Resolver
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """(metric, watched resource) -> resolved alarm properties."""
+    found = {}
+    for resource in resources.values():
+        if resource["Type"] == "AWS::CloudWatch::Alarm":
+            props = resolver.resolve(resource["Properties"])
+            found[props["MetricName"], str(props["Dimensions"][0]["Value"])] = props
+    return found
+
+
+def test_processor_throttles_and_runs_near_its_timeout_raise_alarms():
+    processor = resolved({"Ref": "ProcessImageFunction"})
+    alarms = alarms_on(RES, RESOLVER)
+    throttles = alarms["Throttles", processor]
+    assert (throttles["Statistic"], throttles["ComparisonOperator"], throttles["Threshold"]) == (
+        "Sum",
+        "GreaterThanThreshold",
+        0,
+    )
+    duration = alarms["Duration", processor]
+    timeout_ms = int(resolved(RES["ProcessImageFunction"]["Properties"]["Timeout"])) * 1000
+    assert duration["Statistic"] == "Maximum"
+    assert duration["Threshold"] == 0.8 * timeout_ms
+    assert duration["ComparisonOperator"] == "GreaterThanThreshold"
+    assert ("Errors", processor) in alarms
+
+
+def test_every_alarm_notifies_the_topic_or_an_output_says_no_one_is_notified():
+    topic = "arn:aws:sns:eu-west-1:111122223333:imgpipe-alarms"
+    cfn, resolver = _build({"AlarmTopicArn": topic})
+    alarms = alarms_on(cfn["Resources"], resolver)
+    assert len(alarms) >= 4
+    assert all(a["AlarmActions"] == [topic] for a in alarms.values())
+    assert resolver.resolve(cfn["Outputs"]["AlarmNotifications"]["Value"]) == topic
+
+    assert all("AlarmActions" not in a for a in alarms_on(RES, RESOLVER).values())
+    assert "notify no one" in resolved(CFN["Outputs"]["AlarmNotifications"]["Value"])
