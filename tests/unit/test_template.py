@@ -9,14 +9,14 @@ generates — not just the YAML we wrote. Each test fails if someone weakens wha
 from __future__ import annotations
 
 import fnmatch
-import subprocess
 import re
+import subprocess
 from graphlib import CycleError, TopologicalSorter
 from typing import Any
 
 import pytest
 
-from imgpipe import keys
+from imgpipe import invalidation, keys
 from imgpipe_local.template import Resolver, TemplateError, load_yaml, parameter_values, translate
 from tests.conftest import ROOT
 
@@ -399,7 +399,8 @@ CONTRACT_ENV = {
         "ASSETS_BASE_URL",
         "RENDITIONS",
     },
-    "DeleteAvatarFunction": {"UPLOADS_BUCKET", "ASSETS_BUCKET", "DISTRIBUTION_ID"},
+    "DeleteAvatarFunction": {"UPLOADS_BUCKET", "ASSETS_BUCKET", "DISTRIBUTION_ID", "INVALIDATION_QUEUE_URL"},
+    "InvalidateCdnFunction": {"DISTRIBUTION_ID"},
     "ProcessImageFunction": {
         "UPLOADS_BUCKET",
         "ASSETS_BUCKET",
@@ -730,7 +731,8 @@ def test_buckets_and_cdn_log_every_request_into_one_expiring_log_bucket():
     }
     assert {t["DestinationBucketName"] for t in targets.values()} == {log_bucket}
     prefixes = [t["LogFilePrefix"] for t in targets.values()]
-    assert len(set(prefixes)) == 2 and all(p.startswith("s3/") for p in prefixes)
+    assert len(set(prefixes)) == 2
+    assert all(p.startswith("s3/") for p in prefixes)
     # which S3's logging service may write, from this account only, and nothing else may
     [grant] = [s for s in bucket_policy("AccessLogsBucket") if s["Effect"] == "Allow"]
     assert grant["Principal"] == {"Service": "logging.s3.amazonaws.com"}
@@ -748,7 +750,8 @@ def test_buckets_and_cdn_log_every_request_into_one_expiring_log_bucket():
     assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
     [expiry] = [r for r in logs["LifecycleConfiguration"]["Rules"] if "ExpirationInDays" in r]
     assert int(expiry["ExpirationInDays"]) == SAM["Parameters"]["AccessLogRetentionDays"]["Default"] > 0
-    assert "Prefix" not in expiry and "Filter" not in expiry
+    assert "Prefix" not in expiry
+    assert "Filter" not in expiry
     assert "LoggingConfiguration" not in logs
 
 
@@ -756,7 +759,8 @@ def test_access_logs_off_means_no_log_bucket_and_nothing_pointing_at_one():
     cfn, resolver = _build({"AccessLogRetentionDays": "0"})
     res = deployed(cfn, resolver)
 
-    assert "AccessLogsBucket" not in res and "AccessLogsBucketPolicy" not in res
+    assert "AccessLogsBucket" not in res
+    assert "AccessLogsBucketPolicy" not in res
     assert "LoggingConfiguration" not in res["UploadsBucket"]["Properties"]
     assert "LoggingConfiguration" not in res["AssetsBucket"]["Properties"]
     assert "Logging" not in res["Distribution"]["Properties"]["DistributionConfig"]
@@ -804,3 +808,82 @@ def test_every_alarm_notifies_the_topic_or_an_output_says_no_one_is_notified():
 
     assert all("AlarmActions" not in a for a in alarms_on(RES, RESOLVER).values())
     assert "notify no one" in resolved(CFN["Outputs"]["AlarmNotifications"]["Value"])
+
+
+# ---------------------------------------------------------------- erasure and the CDN
+
+
+def arn_of(logical_id: str) -> str:
+    return str(resolved({"Fn::GetAtt": [logical_id, "Arn"]}))
+
+
+DISTRIBUTION_ARN = f"arn:aws:cloudfront::{ACCOUNT}:distribution/{resolved({'Ref': 'Distribution'})}"
+
+
+def test_delete_queues_the_invalidation_and_only_the_invalidator_talks_to_cloudfront():
+    queue = arn_of("InvalidationQueue")
+    assert allows("DeleteAvatarFunction", "sqs:SendMessage", queue)
+    assert not allows("DeleteAvatarFunction", "sqs:SendMessage", arn_of("ProcessingDeadLetterQueue"))
+    assert not allows("DeleteAvatarFunction", "cloudfront:CreateInvalidation", DISTRIBUTION_ARN)
+    env = resolved(RES["DeleteAvatarFunction"]["Properties"]["Environment"]["Variables"])
+    assert env["INVALIDATION_QUEUE_URL"] == resolved({"Ref": "InvalidationQueue"})
+
+    assert allows("InvalidateCdnFunction", "cloudfront:CreateInvalidation", DISTRIBUTION_ARN)
+    assert not allows("InvalidateCdnFunction", "cloudfront:CreateInvalidation", f"{DISTRIBUTION_ARN}x")
+    for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"):
+        assert allows("InvalidateCdnFunction", action, queue)
+        assert not allows("InvalidateCdnFunction", action, arn_of("ProcessingDeadLetterQueue"))
+    assert not any(
+        allows("InvalidateCdnFunction", a, s3(b, "avatars/x/y"))
+        for a in ("s3:GetObject", "s3:DeleteObject")
+        for b in (UPLOADS, ASSETS)
+    )
+
+
+def test_the_invalidator_takes_batches_cloudfront_can_take_and_reports_failures_one_by_one():
+    [mapping] = of_type("AWS::Lambda::EventSourceMapping").values()
+    props = mapping["Properties"]
+    assert props["EventSourceArn"] == {"Fn::GetAtt": ["InvalidationQueue", "Arn"]}
+    assert props["FunctionName"] == {"Ref": "InvalidateCdnFunction"}
+    # One batch is one invalidation: at most CloudFront's 15 wildcard paths in progress.
+    assert props["BatchSize"] == invalidation.MAX_WILDCARD_PATHS == 15
+    # Lambda refuses a batch above 10 SQS messages without a batching window.
+    assert props["BatchSize"] <= 10 or props["MaximumBatchingWindowInSeconds"] >= 1
+    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert 2 <= props["ScalingConfig"]["MaximumConcurrency"] <= 5
+
+
+def test_refused_invalidations_wait_minutes_between_tries_then_land_in_a_watched_dead_letter_queue():
+    queue = resolved(RES["InvalidationQueue"]["Properties"])
+    timeout = int(resolved(RES["InvalidateCdnFunction"]["Properties"]["Timeout"]))
+    visibility = int(queue["VisibilityTimeout"])
+    # Lambda asks for 6 x the function timeout; CloudFront needs minutes to complete invalidations.
+    assert visibility >= max(6 * timeout, 120)
+    redrive = queue["RedrivePolicy"]
+    assert redrive["deadLetterTargetArn"] == arn_of("InvalidationDeadLetterQueue")
+    tries = int(redrive["maxReceiveCount"])
+    assert tries * visibility >= 6 * 3600, "gives up on a busy CloudFront in under 6 hours"
+    assert int(queue["MessageRetentionPeriod"]) > tries * visibility, "messages would expire, not be parked"
+    alarms = alarms_on(RES, RESOLVER)
+    dead_letters = resolved({"Fn::GetAtt": ["InvalidationDeadLetterQueue", "QueueName"]})
+    assert ("ApproximateNumberOfMessagesVisible", dead_letters) in alarms
+    backlog = alarms[
+        "ApproximateAgeOfOldestMessage", resolved({"Fn::GetAtt": ["InvalidationQueue", "QueueName"]})
+    ]
+    assert backlog["Threshold"] <= 3600
+
+
+@pytest.mark.parametrize(
+    "queue", ["ProcessingDeadLetterQueue", "InvalidationQueue", "InvalidationDeadLetterQueue"]
+)
+def test_queues_are_encrypted_and_refuse_plain_http(queue):
+    assert RES[queue]["Properties"]["SqsManagedSseEnabled"] is True
+    [policy] = [
+        p["Properties"]
+        for p in of_type("AWS::SQS::QueuePolicy").values()
+        if p["Properties"]["Queues"] == [{"Ref": queue}]
+    ]
+    [statement] = resolved(policy["PolicyDocument"])["Statement"]
+    assert statement["Effect"] == "Deny"
+    assert statement["Resource"] == arn_of(queue)
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
