@@ -101,7 +101,7 @@ def test_function_package_holds_its_handler_and_no_vendored_libraries(name):
 
 
 @pytest.mark.parametrize("name", LAYERS)
-def test_layer_is_built_for_python313_on_the_architecture_parameter(name):
+def test_layer_is_built_for_python313_on_the_architecture_parameter(name: str) -> None:
     # sam build resolves the metadata's !Ref with the parameters it is given; by default arm64,
     # which the ELF headers below confirm.
     metadata = load_yaml(ROOT / "template.yaml")["Resources"][name]["Metadata"]

@@ -113,7 +113,7 @@ def load(monkeypatch: pytest.MonkeyPatch, distribution_id: str) -> Handler:
 
 def test_erases_only_the_callers_avatar_then_queues_its_cdn_invalidation(
     aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch, lambda_context: Any
-):
+) -> None:
     s3 = aws["s3"]
     handler = load(monkeypatch, aws["distribution_id"])
     others_before = {user: stored(s3, user) for user in OTHERS}
@@ -133,7 +133,7 @@ def test_erases_only_the_callers_avatar_then_queues_its_cdn_invalidation(
     assert invalidations(aws) == 0
 
 
-def test_is_idempotent(aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch, lambda_context: Any):
+def test_is_idempotent(aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch, lambda_context: Any) -> None:
     s3 = aws["s3"]
     handler = load(monkeypatch, aws["distribution_id"])
     others_before = {user: stored(s3, user) for user in OTHERS}
@@ -151,7 +151,7 @@ def test_is_idempotent(aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch, lam
 
 def test_without_a_distribution_it_only_deletes(
     aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch, lambda_context: Any
-):
+) -> None:
     handler = load(monkeypatch, "")  # the local stack has no CloudFront
 
     status, body = invoke(handler, load_event("delete_avatar"), lambda_context)
@@ -224,7 +224,7 @@ def test_an_object_s3_refuses_to_delete_fails_the_request(
 
 def test_a_distribution_without_an_invalidation_queue_fails_the_cold_start(
     aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch
-):
+) -> None:
     monkeypatch.delenv("INVALIDATION_QUEUE_URL")
 
     with pytest.raises(RuntimeError, match="INVALIDATION_QUEUE_URL"):

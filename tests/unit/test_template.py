@@ -525,7 +525,7 @@ def test_processor_concurrency_is_reserved_unless_set_to_0(value, reserved):
 # ---------------------------------------------------------------- the first deploy
 
 
-def test_a_deploy_with_defaults_reserves_no_concurrency():
+def test_a_deploy_with_defaults_reserves_no_concurrency() -> None:
     # Lambda keeps 100 executions unreserved; new accounts often have a quota of 10 or 50, so any
     # default reservation makes the first `sam deploy --guided` fail and roll back.
     assert SAM["Parameters"]["ProcessorReservedConcurrency"]["Default"] == 0
@@ -534,7 +534,7 @@ def test_a_deploy_with_defaults_reserves_no_concurrency():
 
 
 @pytest.mark.parametrize("architecture", ["arm64", "x86_64"])
-def test_layers_declare_and_are_built_for_the_functions_architecture(architecture):
+def test_layers_declare_and_are_built_for_the_functions_architecture(architecture: str) -> None:
     cfn, resolver = _build({"Architecture": architecture})
     for name, layer in cfn["Resources"].items():
         if layer["Type"] != "AWS::Lambda::LayerVersion":
@@ -548,7 +548,7 @@ def test_layers_declare_and_are_built_for_the_functions_architecture(architectur
         assert resolver.resolve(cfn["Resources"][function]["Properties"]["Architectures"]) == [architecture]
 
 
-def test_api_functions_time_out_before_the_http_api_gives_up_on_them():
+def test_api_functions_time_out_before_the_http_api_gives_up_on_them() -> None:
     # HTTP API ends an integration after 30 s at most and answers 503 while the function runs on.
     for path, methods in API_BODY["paths"].items():
         for method, operation in methods.items():
@@ -560,7 +560,7 @@ def test_api_functions_time_out_before_the_http_api_gives_up_on_them():
             assert timeout_s * 1000 < api_timeout_ms, f"{method.upper()} {path}: {function} {timeout_s} s"
 
 
-def test_allowed_origins_has_no_localhost_default_and_only_takes_origins():
+def test_allowed_origins_has_no_localhost_default_and_only_takes_origins() -> None:
     # No default: `sam deploy --guided` asks for it, a deploy without it fails before creating anything.
     declared = SAM["Parameters"]["AllowedOrigins"]
     assert "Default" not in declared
@@ -585,7 +585,7 @@ def test_allowed_origins_has_no_localhost_default_and_only_takes_origins():
 
 
 @pytest.mark.parametrize("bucket", ["UploadsBucket", "AssetsBucket", "AccessLogsBucket"])
-def test_stack_deletion_keeps_the_buckets_instead_of_failing_on_them(bucket):
+def test_stack_deletion_keeps_the_buckets_instead_of_failing_on_them(bucket: str) -> None:
     # CloudFormation cannot delete a bucket that holds objects (the uploads bucket: every version
     # of every original), so `sam delete` would fail; the README says how to empty and delete them.
     assert SAM["Resources"][bucket]["DeletionPolicy"] == "Retain"
@@ -600,7 +600,7 @@ LAMBDA_LOG_LEVELS = {"TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"}
 
 
 @pytest.mark.parametrize("level", SAM["Parameters"]["LogLevel"]["AllowedValues"])
-def test_lambda_filters_logs_at_the_log_level_parameter(level):
+def test_lambda_filters_logs_at_the_log_level_parameter(level: str) -> None:
     # Without ApplicationLogLevel, Lambda drops JSON logs below INFO whatever Powertools emits,
     # so LogLevel=DEBUG would show nothing.
     assert level in LAMBDA_LOG_LEVELS
@@ -611,7 +611,7 @@ def test_lambda_filters_logs_at_the_log_level_parameter(level):
         assert props["Environment"]["Variables"]["POWERTOOLS_LOG_LEVEL"] == level, function
 
 
-def test_every_function_logs_to_one_group_with_retention():
+def test_every_function_logs_to_one_group_with_retention() -> None:
     groups = {RES[f]["Properties"]["LoggingConfig"]["LogGroup"]["Ref"] for f in FUNCTIONS}
     assert len(groups) == 1
     [group] = groups
@@ -652,7 +652,7 @@ def global_names(overrides: dict[str, Any]) -> dict[str, tuple[str, str]]:
     return names
 
 
-def test_the_same_stack_name_in_two_regions_of_one_account_collides_nowhere():
+def test_the_same_stack_name_in_two_regions_of_one_account_collides_nowhere() -> None:
     in_ireland = global_names({"AWS::Region": "eu-west-1"})
     in_virginia = global_names({"AWS::Region": "us-east-1"})
 
@@ -666,7 +666,7 @@ def makefile_stack_name_max() -> int:
     return int(limit)
 
 
-def test_the_stack_name_limit_is_the_longest_that_fits_every_name_in_every_region():
+def test_the_stack_name_limit_is_the_longest_that_fits_every_name_in_every_region() -> None:
     limit = makefile_stack_name_max()
 
     def too_long(stack: str) -> list[str]:
@@ -692,7 +692,7 @@ def test_the_stack_name_limit_is_the_longest_that_fits_every_name_in_every_regio
         ("img_pipe", False),
     ],
 )
-def test_make_deploy_refuses_a_stack_name_the_buckets_cannot_carry(stack, accepted):
+def test_make_deploy_refuses_a_stack_name_the_buckets_cannot_carry(stack: str, accepted: bool) -> None:
     assert len("a" * 27) == makefile_stack_name_max()
     done = subprocess.run(
         ["make", "--no-print-directory", "-s", "check-stack-name", f"STACK={stack}"],
@@ -718,7 +718,7 @@ def deployed(cfn: dict[str, Any], resolver: Resolver) -> dict[str, dict[str, Any
     }
 
 
-def test_buckets_and_cdn_log_every_request_into_one_expiring_log_bucket():
+def test_buckets_and_cdn_log_every_request_into_one_expiring_log_bucket() -> None:
     cfn, resolver = _build({})
     res = deployed(cfn, resolver)
     logs = res["AccessLogsBucket"]["Properties"]
@@ -755,7 +755,7 @@ def test_buckets_and_cdn_log_every_request_into_one_expiring_log_bucket():
     assert "LoggingConfiguration" not in logs
 
 
-def test_access_logs_off_means_no_log_bucket_and_nothing_pointing_at_one():
+def test_access_logs_off_means_no_log_bucket_and_nothing_pointing_at_one() -> None:
     cfn, resolver = _build({"AccessLogRetentionDays": "0"})
     res = deployed(cfn, resolver)
 
@@ -781,7 +781,7 @@ def alarms_on(
     return found
 
 
-def test_processor_throttles_and_runs_near_its_timeout_raise_alarms():
+def test_processor_throttles_and_runs_near_its_timeout_raise_alarms() -> None:
     processor = resolved({"Ref": "ProcessImageFunction"})
     alarms = alarms_on(RES, RESOLVER)
     throttles = alarms["Throttles", processor]
@@ -798,7 +798,7 @@ def test_processor_throttles_and_runs_near_its_timeout_raise_alarms():
     assert ("Errors", processor) in alarms
 
 
-def test_every_alarm_notifies_the_topic_or_an_output_says_no_one_is_notified():
+def test_every_alarm_notifies_the_topic_or_an_output_says_no_one_is_notified() -> None:
     topic = "arn:aws:sns:eu-west-1:111122223333:imgpipe-alarms"
     cfn, resolver = _build({"AlarmTopicArn": topic})
     alarms = alarms_on(cfn["Resources"], resolver)
@@ -820,7 +820,7 @@ def arn_of(logical_id: str) -> str:
 DISTRIBUTION_ARN = f"arn:aws:cloudfront::{ACCOUNT}:distribution/{resolved({'Ref': 'Distribution'})}"
 
 
-def test_delete_queues_the_invalidation_and_only_the_invalidator_talks_to_cloudfront():
+def test_delete_queues_the_invalidation_and_only_the_invalidator_talks_to_cloudfront() -> None:
     queue = arn_of("InvalidationQueue")
     assert allows("DeleteAvatarFunction", "sqs:SendMessage", queue)
     assert not allows("DeleteAvatarFunction", "sqs:SendMessage", arn_of("ProcessingDeadLetterQueue"))
@@ -840,7 +840,7 @@ def test_delete_queues_the_invalidation_and_only_the_invalidator_talks_to_cloudf
     )
 
 
-def test_the_invalidator_takes_batches_cloudfront_can_take_and_reports_failures_one_by_one():
+def test_the_invalidator_takes_batches_cloudfront_can_take_and_reports_failures_one_by_one() -> None:
     [mapping] = of_type("AWS::Lambda::EventSourceMapping").values()
     props = mapping["Properties"]
     assert props["EventSourceArn"] == {"Fn::GetAtt": ["InvalidationQueue", "Arn"]}
@@ -853,7 +853,7 @@ def test_the_invalidator_takes_batches_cloudfront_can_take_and_reports_failures_
     assert 2 <= props["ScalingConfig"]["MaximumConcurrency"] <= 5
 
 
-def test_refused_invalidations_wait_minutes_between_tries_then_land_in_a_watched_dead_letter_queue():
+def test_refused_invalidations_wait_minutes_between_tries_then_land_in_a_watched_dead_letter_queue() -> None:
     queue = resolved(RES["InvalidationQueue"]["Properties"])
     timeout = int(resolved(RES["InvalidateCdnFunction"]["Properties"]["Timeout"]))
     visibility = int(queue["VisibilityTimeout"])
@@ -876,7 +876,7 @@ def test_refused_invalidations_wait_minutes_between_tries_then_land_in_a_watched
 @pytest.mark.parametrize(
     "queue", ["ProcessingDeadLetterQueue", "InvalidationQueue", "InvalidationDeadLetterQueue"]
 )
-def test_queues_are_encrypted_and_refuse_plain_http(queue):
+def test_queues_are_encrypted_and_refuse_plain_http(queue: str) -> None:
     assert RES[queue]["Properties"]["SqsManagedSseEnabled"] is True
     [policy] = [
         p["Properties"]
