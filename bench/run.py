@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import hostile
 import images
 
 BENCH = Path(__file__).resolve().parent
@@ -452,6 +453,9 @@ def main(argv: list[str] | None = None) -> int:
         help="a diff against the repository root (-p1), applied to a copy of layers/shared and "
         "measured as imgpipe+patch beside imgpipe; repeat to apply several in order",
     )
+    parser.add_argument(
+        "--no-hostile", action="store_true", help="skip the hostile-input table (bench/hostile.py)"
+    )
     args = parser.parse_args(argv)
 
     impls = tuple(args.impls)
@@ -466,9 +470,13 @@ def main(argv: list[str] | None = None) -> int:
     scratch = Path(tempfile.mkdtemp(prefix="imgpipe-bench-"))
     try:
         patched = patched_package(scratch, args.patch) if args.patch else None
-        return _run(args, impls, names, warmup, patched)
+        status = _run(args, impls, names, warmup, patched)
     finally:
         shutil.rmtree(scratch)
+    # The hostile-input table belongs to the full run (a subset or a patch is a processing question).
+    if not (args.quick or args.images or args.patch or args.no_hostile):
+        status |= hostile.main([])
+    return status
 
 
 def _run(

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,20 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
 FUNCTIONS = ROOT / "functions"
-CORPUS = ROOT.parent / "shared" / "corpus" / "pillow"
+
+
+def _find_corpus() -> Path:
+    """The shared Pillow corpus: $IMGPIPE_CORPUS, else `shared/corpus/pillow` beside a parent folder.
+
+    A clone sits next to `shared/` (../shared); a git worktree or a CI checkout may sit deeper.
+    """
+    if os.environ.get("IMGPIPE_CORPUS"):
+        return Path(os.environ["IMGPIPE_CORPUS"])
+    candidates = [folder / "shared" / "corpus" / "pillow" for folder in ROOT.parents]
+    return next((path for path in candidates if path.is_dir()), candidates[0])
+
+
+CORPUS = _find_corpus()
 
 
 def load_event(name: str) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
 POOL_ID = "us-east-1_Example1"
 ISSUER = f"https://cognito-idp.us-east-1.amazonaws.com/{POOL_ID}"
+UPDATED_ISSUER = f"https://issuer-cognito-idp.us-east-1.amazonaws.com/{POOL_ID}"
 CLIENT_ID = "3n4b5urk1ft4fl3mg5e62d9ado"
 SUB = "3f1c2a9e-8b7d-4e6f-9a01-23456789abcd"
 USERNAME = "demo"
@@ -145,14 +146,20 @@ class JwksServer:
     not_http  a reply without an HTTP status line
     empty     200 with a JWKS holding no keys
     trickle   the JWKS, a few bytes at a time (each read within the socket timeout)
+    trickle_headers  a status line, then header bytes one at a time for 10 s (`trickles_ended`
+              counts those that ran to the end)
+    redirect  302 to this server's `?moved` URL, which always answers the JWKS (`moved` counts
+              the requests that reached it)
     huge      the JWKS padded past any sane size, with a Content-Length
     huge_stream  the same without Content-Length, so only a streaming cap can stop it
     """
 
-    keys: list[dict[str, Any]] = field(default_factory=list)
+    keys: list[Any] = field(default_factory=list)  # JWKs, and whatever junk a test serves as one
     mode: str = "ok"
     requests: int = 0
     hangs_ended: int = 0
+    trickles_ended: int = 0
+    moved: int = 0
     pad_to: int = 256 * 1024
     _server: ThreadingHTTPServer | None = None
     _release: threading.Event = field(default_factory=threading.Event)
@@ -189,6 +196,27 @@ class JwksServer:
 
     def answer(self, handler: BaseHTTPRequestHandler) -> None:
         mode, body = self.mode, self.body()
+        if handler.path.endswith("?moved"):
+            self.moved += 1
+            mode = "ok"
+        if mode == "redirect":
+            handler.send_response(302)
+            handler.send_header("Location", f"{self.url}?moved")
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
+            return
+        if mode == "trickle_headers":
+            try:
+                handler.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                for _ in range(200):  # 200 x 0.05 s: each byte well within any socket timeout
+                    handler.wfile.write(b"a")
+                    handler.wfile.flush()
+                    if self._release.wait(timeout=0.05):
+                        return
+            except OSError:
+                return  # the client hung up: it did not wait for the headers to end
+            self.trickles_ended += 1
+            return
         if mode == "hang":
             self._release.wait(timeout=10)
             self.hangs_ended += 1

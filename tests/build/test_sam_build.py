@@ -8,6 +8,7 @@ wheel (a missing BuildArchitecture, a pip that ignored --platform) fails the bui
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -170,3 +171,20 @@ def test_processor_with_its_layers_fits_lambdas_unzipped_limit():
 
     total = size(built_dir("ProcessImageFunction")) + sum(size(built_dir(n)) for n in LAYERS)
     assert total < LAMBDA_UNZIPPED_LIMIT, f"{total / 2**20:.0f} MiB unzipped"
+
+
+def test_pillow_layer_libwebp_offers_the_simple_decoder_imaging_calls():
+    # imgpipe.webp_simple calls WebPDecodeRGBAInto in the libwebp that PIL._webp loads. This
+    # machine cannot load an aarch64 library, so the ELF says it: one libwebp, AArch64, needed
+    # by the plugin, exporting both symbols the module binds.
+    site = built_dir("PillowLayer") / "python"
+    [libwebp] = [p for p in (site / "pillow.libs").glob("libwebp-*.so*") if p.name.startswith("libwebp-")]
+    assert elf_machine(libwebp) == EM_AARCH64
+    [plugin] = site.glob("PIL/_webp.cpython-313-aarch64-linux-gnu.so")
+    needed = subprocess.run(["readelf", "-d", str(plugin)], capture_output=True, text=True, check=True).stdout
+    assert f"[{libwebp.name}]" in needed
+    symbols = subprocess.run(
+        ["readelf", "--dyn-syms", "-W", str(libwebp)], capture_output=True, text=True, check=True
+    ).stdout
+    defined = {line.split()[-1] for line in symbols.splitlines() if " FUNC " in line and " UND " not in line}
+    assert {"WebPDecodeRGBAInto", "WebPGetDecoderVersion"} <= defined

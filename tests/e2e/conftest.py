@@ -25,6 +25,7 @@ import requests
 from imgpipe import keys
 from imgpipe_local.client import Client, Target, Upload
 from tests.conftest import ROOT
+from tests.seaweedfs_support import SeaweedS3, UploadsOnSeaweed, seaweedfs, uploads_on
 
 DEFAULT_ORIGIN = "http://localhost:8000"
 # A deployed processor is invoked asynchronously and offers no queue to watch: give an
@@ -33,6 +34,9 @@ DEPLOYED_SETTLE_SECONDS = 10
 WAIT_SECONDS = 90
 # CloudFront invalidations take minutes to complete.
 GONE_SECONDS = 300
+# The size limit the presign function signs for the enforcing-S3 suite: small, so "one byte too
+# many" is a small upload (the template's MinValue).
+SEAWEED_MAX_UPLOAD_BYTES = 64 * 1024
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -210,3 +214,29 @@ def token(tokens: dict[str, Any]) -> str:
 def user(token: str) -> str:
     """The user's key segment, from the token's sub (the API itself verifies the token)."""
     return keys.user_key(jwt.decode(token, options={"verify_signature": False})["sub"])
+
+
+# ---------------------------------------------------------------- an S3 that enforces POST policies
+
+
+@pytest.fixture(scope="session")
+def enforcing_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    """SeaweedFS's S3 gateway, started for the session and stopped after it; what it cost is
+    written to test-artifacts/seaweedfs.json."""
+    with seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as server:
+        yield server
+        artefacts = ROOT / "test-artifacts"
+        artefacts.mkdir(exist_ok=True)
+        memory = server.memory_mib()
+        report = {
+            "startup_seconds": round(server.startup_seconds, 3),
+            "rss_mib": round(memory["VmRSS"], 1),
+            "peak_rss_mib": round(memory["VmHWM"], 1),
+        }
+        (artefacts / "seaweedfs.json").write_text(json.dumps(report, indent=2) + "\n")
+
+
+@pytest.fixture(scope="session")
+def seaweed_uploads(enforcing_s3: SeaweedS3) -> UploadsOnSeaweed:
+    """template.yaml's uploads bucket on SeaweedFS and the project's presign function signing for it."""
+    return uploads_on(enforcing_s3, max_upload_bytes=SEAWEED_MAX_UPLOAD_BYTES)

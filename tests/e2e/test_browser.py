@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from playwright.sync_api import Browser, Page, Request, expect, sync_playwright
 from imgpipe_local import samples
 from tests.conftest import ROOT
 from tests.e2e.conftest import E2EStack
+from tests.seaweedfs_support import UploadsOnSeaweed
 
 pytestmark = pytest.mark.browser
 
@@ -228,6 +230,52 @@ def test_a_network_failure_during_the_upload_is_reported(page: Page, stack: E2ES
 
     expect(page.get_by_role("alert")).to_contain_text("The upload failed")
     expect(page.locator("#file")).to_be_enabled()
+
+
+# The page's own upload function (web/app.js postToS3), called as the page calls it after asking
+# the API; its outcome is "stored" or the message it would show.
+POST_WITH_THE_PAGE = """
+async ({upload, bytes, type}) => {
+  const file = new File([new Uint8Array(bytes)], "me.jpg", {type});
+  try {
+    await postToS3(upload, file, () => {});
+    return "stored";
+  } catch (error) {
+    return error.message;
+  }
+}
+"""
+
+
+def test_the_pages_upload_goes_into_an_s3_that_enforces_the_policy(
+    page: Page, stack: E2EStack, seaweed_uploads: UploadsOnSeaweed
+) -> None:
+    # Given the uploads bucket on SeaweedFS with the template's CORS rules for the page's origin
+    seaweed_uploads.provision(origins=(stack.web_url or "",))
+    page.goto(f"{stack.web_url}/")
+    photo = samples.photo_jpeg(320, 240, orientation=1)
+    sub = f"browser-{uuid.uuid4().hex[:8]}"
+    upload = seaweed_uploads.presign(sub, "image/jpeg")
+    assert len(photo) <= upload["maxBytes"]
+
+    # When the page posts a photo with its own code, cross-origin, straight to S3
+    outcome = page.evaluate(
+        POST_WITH_THE_PAGE, {"upload": upload, "bytes": list(photo), "type": "image/jpeg"}
+    )
+
+    # Then S3 stored it as signed
+    assert outcome == "stored"
+    head = seaweed_uploads.server.client().head_object(Bucket=seaweed_uploads.bucket.name, Key=upload["key"])
+    assert (head["ContentType"], head["Metadata"]) == ("image/jpeg", {"upload-id": upload["uploadId"]})
+
+    # And one byte over the limit is S3's own EntityTooLarge, which the page puts in words
+    upload = seaweed_uploads.presign(sub, "image/jpeg")
+    too_big = photo + b"\0" * (upload["maxBytes"] + 1 - len(photo))
+    outcome = page.evaluate(
+        POST_WITH_THE_PAGE, {"upload": upload, "bytes": list(too_big), "type": "image/jpeg"}
+    )
+    assert outcome == "That file is too big: the limit is 64 KB."
+    assert len(seaweed_uploads.stored(upload["key"])) == 1  # still only the first photo
 
 
 ENTITY_TOO_LARGE = (

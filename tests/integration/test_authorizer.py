@@ -6,9 +6,10 @@ and puts it where API Gateway does: the authorization header and identitySource.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
+import os
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -23,11 +24,15 @@ from imgpipe_local.handlers import Handler, load_handler
 from tests.conftest import FUNCTIONS, load_event
 from tests.jwt_support import (
     CLIENT_ID,
+    ISSUER,
     POOL_ID,
     SUB,
+    UPDATED_ISSUER,
     USERNAME,
     JwksServer,
+    SigningKey,
     access_claims,
+    ec_key,
     id_claims,
     rsa_key,
 )
@@ -45,7 +50,7 @@ def fresh(claims: dict[str, Any]) -> dict[str, Any]:
 
 def with_token(
     event: dict[str, Any], token: str, *, header: str = "authorization", scheme: str = "Bearer"
-) -> dict:
+) -> dict[str, Any]:
     event = json.loads(json.dumps(event))
     value = f"{scheme} {token}"
     event["headers"].pop("authorization", None)
@@ -76,19 +81,26 @@ def environment(monkeypatch: pytest.MonkeyPatch, jwks: JwksServer) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-class Logs:
-    """The handler's JSON log lines, as Lambda would ship them."""
+class Logs(logging.Handler):
+    """The authorizer's log records, each with its extra fields, as Lambda's JSON log writes them."""
 
-    def __init__(self, stream: io.StringIO) -> None:
-        self.stream = stream
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[dict[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        standard = logging.makeLogRecord({}).__dict__
+        extra = {k: v for k, v in record.__dict__.items() if k not in standard}
+        exception = logging.Formatter().formatException(record.exc_info) if record.exc_info else None
+        self.lines.append({"message": record.getMessage(), "exception": exception, **extra})
 
     @property
     def text(self) -> str:
-        return self.stream.getvalue()
+        return "\n".join(json.dumps(line, default=str) for line in self.lines)
 
     @property
     def records(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.text.splitlines() if line.strip()]
+        return self.lines
 
     def reasons(self) -> list[str]:
         return [record["reason"] for record in self.records if "reason" in record]
@@ -98,12 +110,10 @@ class Logs:
 def authorizer(environment: None) -> Iterator[tuple[Handler, Logs]]:
     handler = load_handler(FUNCTIONS / "authorizer")
     logger = sys.modules[handler.__module__].logger
-    stream = io.StringIO()
-    capture = logging.StreamHandler(stream)
-    capture.setFormatter(logger.registered_formatter)
-    logger.addHandler(capture)
-    yield handler, Logs(stream)
-    logger.removeHandler(capture)
+    logs = Logs()
+    logger.addHandler(logs)
+    yield handler, logs
+    logger.removeHandler(logs)
 
 
 def test_valid_access_token_is_allowed_with_sub_and_username(
@@ -209,6 +219,44 @@ def test_rejected_tokens_are_logged_by_reason_never_by_value(
         assert part not in logs.text
 
 
+def test_absurd_exp_is_a_reasoned_deny_not_an_internal_error(
+    authorizer: tuple[Handler, Logs], lambda_context: Any
+) -> None:
+    handler, logs = authorizer
+    token = KEY.forge({**fresh(access_claims()), "exp": 10**4000})
+
+    assert handler(with_token(load_event("authorizer_allow"), token), lambda_context) == DENY
+    assert logs.reasons() == ["bad_claim"]
+
+
+EC_KEY = ec_key("integration-ec-key")
+
+
+@pytest.mark.parametrize(
+    ("key", "jwk", "reason"),
+    [
+        pytest.param(EC_KEY, {"crv": ["P-256"]}, "jwk_invalid", id="crv-a-list"),
+        pytest.param(KEY, {"n": ["AQAB"]}, "jwk_invalid", id="n-a-list"),
+        pytest.param(KEY, {"d": "AQAB"}, "jwk_private", id="private-member"),
+    ],
+)
+def test_a_malformed_jwks_entry_is_a_reasoned_deny(
+    authorizer: tuple[Handler, Logs],
+    jwks: JwksServer,
+    lambda_context: Any,
+    key: SigningKey,
+    jwk: dict[str, Any],
+    reason: str,
+) -> None:
+    # These reached the handler's catch-all as internal_error (a TypeError, an AttributeError).
+    handler, logs = authorizer
+    jwks.keys = [key.jwk(**jwk)]
+    event = with_token(load_event("authorizer_allow"), key.sign(fresh(access_claims())))
+
+    assert handler(event, lambda_context) == DENY
+    assert logs.reasons() == [reason]
+
+
 def test_forged_signature_is_denied(authorizer: tuple[Handler, Logs], lambda_context: Any) -> None:
     handler, logs = authorizer
     forged = rsa_key("forger").sign(fresh(access_claims()), kid=KEY.kid)
@@ -244,7 +292,17 @@ def test_unexpected_failure_is_logged_and_denied_never_raised(
 
     assert handler(event, lambda_context) == DENY
     assert logs.reasons() == ["internal_error"]
-    assert "Traceback" in logs.text or any("exception" in record for record in logs.records)
+    assert any(record["exception"] for record in logs.records)
+
+
+def test_the_templates_log_level_applies(monkeypatch: pytest.MonkeyPatch, environment: None) -> None:
+    # LogLevel=WARNING (the prod environment): denies are not logged, internal errors still are.
+    monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "WARNING")
+    handler = load_handler(FUNCTIONS / "authorizer")
+    logger = sys.modules[handler.__module__].logger
+
+    assert not logger.isEnabledFor(logging.INFO)
+    assert logger.isEnabledFor(logging.ERROR)
 
 
 def test_event_without_headers_is_a_missing_token(
@@ -254,6 +312,90 @@ def test_event_without_headers_is_a_missing_token(
 
     assert handler({}, lambda_context) == DENY
     assert logs.reasons() == ["missing_token"]
+
+
+@pytest.mark.parametrize(
+    ("iss", "replicas"),
+    [
+        pytest.param(ISSUER, "", id="original"),
+        pytest.param(UPDATED_ISSUER, "", id="updated"),
+        pytest.param(
+            f"https://issuer-cognito-idp.eu-west-2.amazonaws.com/{POOL_ID}", "eu-west-2", id="replica"
+        ),
+    ],
+)
+def test_every_cognito_issuer_of_the_pool_is_allowed(
+    monkeypatch: pytest.MonkeyPatch, environment: None, lambda_context: Any, iss: str, replicas: str
+) -> None:
+    monkeypatch.setenv("USER_POOL_REPLICA_REGIONS", replicas)
+    handler = load_handler(FUNCTIONS / "authorizer")
+    token = KEY.sign(fresh(access_claims(iss=iss)))
+
+    assert handler(with_token(load_event("authorizer_allow"), token), lambda_context)["isAuthorized"] is True
+
+
+def test_a_replica_not_listed_is_denied(authorizer: tuple[Handler, Logs], lambda_context: Any) -> None:
+    handler, logs = authorizer
+    token = KEY.sign(
+        fresh(access_claims(iss=f"https://issuer-cognito-idp.eu-west-2.amazonaws.com/{POOL_ID}"))
+    )
+
+    assert handler(with_token(load_event("authorizer_allow"), token), lambda_context) == DENY
+    assert logs.reasons() == ["wrong_issuer"]
+
+
+@pytest.mark.parametrize("mode", ["trickle_headers", "hang", "redirect"])
+def test_a_slow_or_redirecting_jwks_is_a_deny_within_the_fetch_deadline(
+    authorizer: tuple[Handler, Logs], jwks: JwksServer, lambda_context: Any, mode: str
+) -> None:
+    # A server that trickles its headers held the old fetch ~12 s; the authorizer's Lambda timeout
+    # would then have ended it as an error (a 500 at API Gateway), not a deny.
+    handler, logs = authorizer
+    jwks.mode = mode
+    event = with_token(load_event("authorizer_allow"), KEY.sign(fresh(access_claims())))
+
+    assert handler(event, lambda_context) == DENY
+    assert logs.reasons() == ["jwks_unavailable"]
+    # The deadline ended it, not the server: still trickling or hanging; and nothing followed the redirect.
+    assert (jwks.trickles_ended, jwks.hangs_ended, jwks.moved) == (0, 0, 0)
+
+
+# Run as Lambda runs a handler: its CodeUri folder on sys.path, `app` imported once.
+IMPORT_AND_LIST_AWS_SDKS = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import app
+sdks = {"boto3", "botocore", "aws_xray_sdk"}
+print(",".join(sorted(name for name in sys.modules if name.split(".")[0] in sdks)))
+"""
+
+
+def sdk_modules_loaded_by_importing(function: str, **environ: str) -> list[str]:
+    result = subprocess.run(
+        [sys.executable, "-c", IMPORT_AND_LIST_AWS_SDKS, str(FUNCTIONS / function)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **environ},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return [name for name in result.stdout.strip().split(",") if name]
+
+
+def test_importing_the_authorizer_loads_no_boto3_botocore_or_xray_sdk(environment: None) -> None:
+    # A fresh interpreter, as at a cold start (how long it takes is measured in bench/, not here).
+    assert sdk_modules_loaded_by_importing("authorizer") == []
+    # The same probe sees them where they are: the presign function signs with boto3.
+    presign = sdk_modules_loaded_by_importing(
+        "presign_upload",
+        UPLOADS_BUCKET="uploads",
+        MAX_UPLOAD_BYTES="1024",
+        UPLOAD_URL_TTL_SECONDS="60",
+        ASSETS_BASE_URL="https://cdn.example.com",
+        RENDITIONS="512x512:cover",
+    )
+    assert {"boto3", "botocore"} <= {name.split(".")[0] for name in presign}
 
 
 @pytest.mark.parametrize(

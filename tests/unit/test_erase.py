@@ -10,7 +10,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from imgpipe import erase
+from imgpipe import erase, keys
 
 UPLOADS = "erase-uploads"
 ASSETS = "erase-assets"
@@ -154,6 +154,16 @@ def test_refused_deletes_raise_with_the_keys(aws: Any):
         match=r"1 of 1 objects in erase-locked not deleted \(avatars/ab/original: AccessDenied\)",
     ):
         erase.erase_avatar(s3, user="ab", uploads_bucket=LOCKED, assets_bucket=ASSETS)
+
+
+def test_erases_a_user_whose_folder_is_a_digest(aws: Any) -> None:
+    # Subjects that are not key-safe (and those shaped like a digest) live under their digest.
+    s3 = aws
+    user = keys.user_key("auth0|1")
+    seed_user(s3, user)
+
+    assert run(s3, user=user).uploads_deleted == 4
+    assert uploads_entries(s3, "avatars/") == []
 
 
 @pytest.mark.parametrize("user", ["", "a/b", "..", "ab/", "avatars/ab", "auth0|1"])

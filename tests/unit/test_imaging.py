@@ -8,9 +8,9 @@ import random
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from PIL import Image, features
 
-from imgpipe import imaging
+from imgpipe import imaging, webp_simple
 from tests.unit import imaging_fixtures as fx
 
 SMALL = imaging.Options.from_settings(renditions="64x64:cover,150x150:contain", formats="jpeg,webp")
@@ -277,11 +277,11 @@ def test_pixel_cap_comes_from_the_header(fixtures: dict[str, Path]) -> None:
 def test_pillow_bomb_check_uses_the_cap_while_decoding_only(monkeypatch: pytest.MonkeyPatch) -> None:
     # Given a plugin that trusts its header less than we do: the decompression-bomb warning
     # Pillow raises inside the decode step must become a rejection, not a log line.
-    seen = []
     real_decode = imaging._decode
 
     def decode_with_warning(data: bytes, fmt: str, options: imaging.Options) -> object:
-        seen.append(Image.MAX_IMAGE_PIXELS)
+        # Runs in the decoding child: a failed assert comes back to the parent as itself.
+        assert Image.MAX_IMAGE_PIXELS == options.max_pixels == 1_000_000
         Image._decompression_bomb_check((options.max_pixels + 1, 1))
         return real_decode(data, fmt, options)
 
@@ -290,7 +290,6 @@ def test_pillow_bomb_check_uses_the_cap_while_decoding_only(monkeypatch: pytest.
     with pytest.raises(imaging.ImageRejected) as caught:
         imaging.process(fx.wrong_extension(), imaging.Options(max_pixels=1_000_000))
     assert caught.value.reason == "too_many_pixels"
-    assert seen == [1_000_000]
     assert before == Image.MAX_IMAGE_PIXELS  # restored for everyone else
 
 
@@ -321,16 +320,32 @@ def test_damaged_png_is_a_decode_error() -> None:
     assert caught.value.reason in {"decode_error", "truncated"}
 
 
-@pytest.mark.parametrize("error", [MemoryError, TypeError, RuntimeError])
+@pytest.mark.parametrize("error", [TypeError, RuntimeError, KeyError])
 def test_failures_not_about_the_image_propagate(monkeypatch: pytest.MonkeyPatch, error: type) -> None:
-    # Out of memory or a bug inside decoding is not a verdict on the upload: it must reach
-    # the handler (retry, then the DLQ), not be recorded as a permanent rejection.
+    # A bug inside decoding is not a verdict on the upload: it must reach the handler (retry,
+    # then the DLQ), not be recorded as a permanent rejection - raised in the decoding child,
+    # re-raised as itself in the parent, with the child's traceback as its cause.
     def broken(im: Image.Image) -> Image.Image:
         raise error("not the image's fault")
 
     monkeypatch.setattr(imaging, "_to_resizable", broken)
-    with pytest.raises(error):
+    with pytest.raises(error) as caught:
         imaging.process(fx.wrong_extension(), SMALL)
+    assert "_to_resizable" not in str(caught.value)
+    assert "in broken" in str(caught.value.__cause__)
+
+
+def test_memory_error_in_the_decoding_child_is_too_complex(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The child's memory limit is sized from the image's own pixel count (Lambda itself has no
+    # MemoryError: its sandbox is killed), so running out of it is a verdict on the upload.
+    def greedy(im: Image.Image) -> Image.Image:
+        raise MemoryError
+
+    monkeypatch.setattr(imaging, "_to_resizable", greedy)
+    with pytest.raises(imaging.ImageRejected) as caught:
+        imaging.process(fx.wrong_extension(), SMALL)
+    assert caught.value.reason == "too_complex"
+    assert "MB of memory" in str(caught.value)
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow narrates damaged EXIF
@@ -532,7 +547,9 @@ def test_strip_reduce_matches_a_whole_image_reduce(mode: str) -> None:
 def test_still_webp_with_alpha_through_libwebps_simple_decoder(lossless: bool) -> None:
     # Still WebPs skip Pillow's animation decoder (two full-size canvases); Pillow's wheel
     # bundles libwebp, so this path is the one that runs here and in the Lambda layer.
-    assert imaging._libwebp() is not None
+    decoder = webp_simple.load()
+    assert isinstance(decoder, webp_simple.Decoder), decoder
+    assert decoder.version == features.version("webp")
     source = fx.quadrants(200, 100).convert("RGBA")
     source.paste((0, 0, 0, 0), (0, 0, 100, 50))  # top-left quadrant transparent
     result = imaging.process(fx.save(source, "WEBP", lossless=lossless, quality=90), SMALL)
@@ -543,6 +560,20 @@ def test_still_webp_with_alpha_through_libwebps_simple_decoder(lossless: bool) -
     jpeg = decoded(output(result, "150x150", "jpeg"))
     assert close(jpeg.getpixel((4, 4)), fx.WHITE)
     assert close(jpeg.getpixel((4, 70)), fx.BLUE)
+
+
+def test_without_libwebps_simple_decoder_pillow_decodes_and_the_result_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reason = "libwebp simple decoder unavailable: libwebp-x.so is 2.0.0, Pillow reports 1.6.0"
+    monkeypatch.setattr(webp_simple, "load", lambda: reason)
+    source = fx.quadrants(200, 100)
+    result = imaging.process(fx.save(source, "WEBP", quality=90), SMALL)
+    assert reason in result.notes
+    assert close(decoded(output(result, "150x150", "jpeg")).getpixel((4, 70)), fx.BLUE)
+    # Animations always take Pillow's path: nothing to note there.
+    animated = imaging.process(fx.FIXTURES["animated.webp"](), SMALL)
+    assert reason not in animated.notes
 
 
 def test_damaged_still_webp_is_rejected() -> None:

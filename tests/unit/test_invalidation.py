@@ -67,7 +67,7 @@ def test_a_queued_user_reads_back_as_that_user(user: str) -> None:
         ("[1, 2]", 'no "user" string'),
         ('{"user": 7}', 'no "user" string'),
         ('{"sub": "ab"}', 'no "user" string'),
-        ('{"user": ""}', "subject must not be empty"),
+        ('{"user": ""}', "not a user key"),
         ('{"user": "a/b"}', "not a user key"),
         ('{"user": "*"}', "not a user key"),
         ('{"user": ".."}', "not a user key"),

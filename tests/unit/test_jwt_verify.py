@@ -10,11 +10,14 @@ import hashlib
 import hmac
 import json
 import threading
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
 from imgpipe import jwt_verify
 from imgpipe.jwt_verify import (
@@ -39,6 +42,7 @@ from tests.jwt_support import (
     NOW,
     POOL_ID,
     SUB,
+    UPDATED_ISSUER,
     FakeClock,
     JwksServer,
     SigningKey,
@@ -68,11 +72,29 @@ def clock() -> FakeClock:
 
 
 def make_verifier(
-    server: JwksServer, clock: FakeClock | None = None, *, timeout: float = 1.5, **config: Any
+    server: JwksServer,
+    clock: FakeClock | None = None,
+    *,
+    timeout: float = 5,
+    issuer: str = ISSUER,
+    **config: Any,
 ) -> JwtVerifier:
-    settings = {"issuer": ISSUER, "client_id": CLIENT_ID, "jwks_url": server.url, **config}
     cache = JwksCache(server.url, clock=clock or FakeClock(), timeout_seconds=timeout)
-    return JwtVerifier(VerifierConfig(**settings), cache, now=lambda: NOW)
+    settings = VerifierConfig(issuers={issuer: server.url}, client_id=CLIENT_ID, **config)
+    return JwtVerifier(settings, jwks={server.url: cache}.__getitem__, now=lambda: NOW)
+
+
+def cache_of(verifier: JwtVerifier) -> JwksCache:
+    (cache,) = set(verifier.jwks.values())
+    return cache
+
+
+def private_jwk(key: SigningKey) -> dict[str, Any]:
+    if isinstance(key.private, rsa.RSAPrivateKey):
+        return RSAAlgorithm.to_jwk(key.private, as_dict=True)
+    if isinstance(key.private, ec.EllipticCurvePrivateKey):
+        return ECAlgorithm.to_jwk(key.private, as_dict=True)
+    return OKPAlgorithm.to_jwk(key.private, as_dict=True)
 
 
 def rejected(verifier: JwtVerifier, token: str) -> TokenRejected:
@@ -138,6 +160,74 @@ def test_other_oidc_issuer_needs_no_token_use(server: JwksServer) -> None:
 
     assert claims["sub"] == SUB
     assert rejected(verifier, RSA.sign(access_claims(iss=issuer, token_use="id"))).reason == "wrong_token_use"
+
+
+# ---------------------------------------------------------------- trusted issuers
+
+
+def test_each_cognito_issuer_format_verifies_against_its_own_jwks() -> None:
+    # Given the pool's original and updated issuers, each serving its own keys
+    with JwksServer(keys=[RSA.jwk()]) as original, JwksServer(keys=[RSA_OTHER.jwk()]) as updated:
+        caches = {server.url: JwksCache(server.url, clock=FakeClock()) for server in (original, updated)}
+        config = VerifierConfig(
+            issuers={ISSUER: original.url, UPDATED_ISSUER: updated.url}, client_id=CLIENT_ID
+        )
+        verifier = JwtVerifier(config, jwks=caches.__getitem__, now=lambda: NOW)
+
+        # Then tokens of both formats verify, each with its issuer's keys only
+        assert verifier.verify(RSA.sign(access_claims()))["sub"] == SUB
+        assert verifier.verify(RSA_OTHER.sign(access_claims(iss=UPDATED_ISSUER)))["sub"] == SUB
+        assert (original.requests, updated.requests) == (1, 1)
+        assert rejected(verifier, RSA.sign(access_claims(iss=UPDATED_ISSUER))).reason == "unknown_kid"
+        assert rejected(verifier, RSA_OTHER.sign(access_claims())).reason == "unknown_kid"
+        # And the updated issuer keeps Cognito's checks
+        token = RSA_OTHER.sign(access_claims(iss=UPDATED_ISSUER, token_use=DROP))
+        assert rejected(verifier, token).reason == "wrong_token_use"
+
+
+@pytest.mark.parametrize(
+    "iss",
+    [
+        "https://issuer-cognito-idp.us-east-1.amazonaws.com/us-east-1_Other1",
+        f"https://issuer-cognito-idp.eu-west-1.amazonaws.com/{POOL_ID}",  # a replica not listed
+        f"https://cognito-idp.eu-west-1.amazonaws.com/{POOL_ID}",
+        f"https://issuer.cognito-idp.us-east-1.amazonaws.com/{POOL_ID}",
+        f"http://issuer-cognito-idp.us-east-1.amazonaws.com/{POOL_ID}",
+        UPDATED_ISSUER + "/",
+    ],
+)
+def test_tokens_of_untrusted_issuers_are_refused_before_any_fetch(server: JwksServer, iss: str) -> None:
+    settings = load(AuthorizerSettings, {"USER_POOL_ID": POOL_ID, "USER_POOL_CLIENT_ID": CLIENT_ID})
+    verifier = trusting(server, settings.issuers)
+
+    assert rejected(verifier, RSA.sign(access_claims(iss=iss))).reason == "wrong_issuer"
+    assert server.requests == 0
+
+
+def test_replica_regions_tokens_verify_when_listed(server: JwksServer) -> None:
+    # A pool replicated from us-east-1 to eu-west-1: tokens minted there name eu-west-1 in the host.
+    environ = {
+        "USER_POOL_ID": POOL_ID,
+        "USER_POOL_CLIENT_ID": CLIENT_ID,
+        "USER_POOL_REPLICA_REGIONS": "eu-west-1",
+    }
+    verifier = trusting(server, load(AuthorizerSettings, environ).issuers)
+    replica = f"https://issuer-cognito-idp.eu-west-1.amazonaws.com/{POOL_ID}"
+
+    for iss in (ISSUER, UPDATED_ISSUER, replica):
+        assert verifier.verify(RSA.sign(access_claims(iss=iss)))["iss"] == iss
+    assert (
+        rejected(verifier, RSA.sign(access_claims(iss=replica, token_use=DROP))).reason == "wrong_token_use"
+    )
+    unlisted = f"https://issuer-cognito-idp.ap-south-1.amazonaws.com/{POOL_ID}"
+    assert rejected(verifier, RSA.sign(access_claims(iss=unlisted))).reason == "wrong_issuer"
+
+
+def trusting(server: JwksServer, issuers: tuple[str, ...]) -> JwtVerifier:
+    """A verifier for `issuers`, all served by `server` (the real hosts are out of reach)."""
+    cache = JwksCache(server.url, clock=FakeClock())
+    config = VerifierConfig(issuers=dict.fromkeys(issuers, server.url), client_id=CLIENT_ID)
+    return JwtVerifier(config, jwks={server.url: cache}.__getitem__, now=lambda: NOW)
 
 
 # ---------------------------------------------------------------- header and key checks
@@ -232,9 +322,107 @@ def test_jwk_alg_must_equal_the_header_alg(server: JwksServer) -> None:
 
 
 def test_jwk_that_pyjwt_cannot_load_is_rejected(server: JwksServer) -> None:
-    server.keys = [RSA.jwk(n="AQAB", e=DROP)]
+    # Well-typed members, but e is not below n: PyJWK (cryptography) refuses to build the key.
+    server.keys = [RSA.jwk(n="AQAB")]
 
     assert rejected(make_verifier(server), RSA.sign(access_claims())).reason == "jwk_invalid"
+
+
+@pytest.mark.parametrize(
+    ("key", "overrides"),
+    [
+        pytest.param(EC256, {"crv": ["P-256"]}, id="crv-list"),
+        pytest.param(EC256, {"crv": {"P-256": 1}}, id="crv-object"),
+        pytest.param(EC256, {"x": 5}, id="x-number"),
+        pytest.param(EC256, {"y": DROP}, id="y-missing"),
+        pytest.param(RSA, {"n": ["AQAB"]}, id="n-list"),
+        pytest.param(RSA, {"e": None}, id="e-null"),
+        pytest.param(RSA, {"e": ""}, id="e-empty"),
+        pytest.param(RSA, {"n": "!!not base64!!"}, id="n-not-base64url"),
+        pytest.param(okp_key("ed", "Ed25519"), {"x": ["a"]}, id="okp-x-list"),
+        pytest.param(okp_key("ed", "Ed25519"), {"crv": 25519}, id="okp-crv-number"),
+    ],
+)
+def test_jwk_with_a_malformed_member_is_rejected_not_an_error(
+    key: SigningKey, overrides: dict[str, Any]
+) -> None:
+    with JwksServer(keys=[key.jwk(**overrides)]) as server:
+        error = rejected(make_verifier(server), key.sign(access_claims()))
+
+    assert error.reason in {"jwk_invalid", "jwk_kty"}
+
+
+@pytest.mark.parametrize(
+    ("key", "private_member"),
+    [
+        pytest.param(RSA, "d", id="RSA-d"),
+        pytest.param(RSA, "p", id="RSA-p"),
+        pytest.param(RSA, "qi", id="RSA-qi"),
+        pytest.param(EC256, "d", id="EC-d"),
+        pytest.param(okp_key("ed", "Ed25519"), "d", id="OKP-d"),
+        pytest.param(RSA, "k", id="oct-k"),
+    ],
+)
+def test_jwk_carrying_private_key_members_is_rejected(key: SigningKey, private_member: str) -> None:
+    # The real private JWK (PyJWT would load it as a private key, which then cannot verify).
+    jwk = {**private_jwk(key), "kid": key.kid, "alg": key.alg, "use": "sig"}
+    jwk.setdefault(private_member, "AQAB")
+    with JwksServer(keys=[jwk]) as server:
+        assert rejected(make_verifier(server), key.sign(access_claims())).reason == "jwk_private"
+
+
+@pytest.mark.parametrize(
+    ("bits", "exponent"), [pytest.param(1024, 65537, id="1024-bit"), pytest.param(2048, 3, id="e=3")]
+)
+def test_weak_rsa_keys_are_refused(bits: int, exponent: int) -> None:
+    weak = SigningKey("weak", "RS256", rsa.generate_private_key(public_exponent=exponent, key_size=bits))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # PyJWT warns about signing with a short key, as it should
+        token = weak.sign(access_claims())
+    with JwksServer(keys=[weak.jwk()]) as server, warnings.catch_warnings():
+        warnings.simplefilter("error")  # and the verifier neither warns nor accepts
+
+        assert rejected(make_verifier(server), token).reason == "jwk_weak"
+
+
+def test_hostile_jwk_members_always_end_in_a_rejection(server: JwksServer) -> None:
+    # Every member of every key type replaced by every JSON type: a TokenRejected each time,
+    # never another exception (which the handler could only report as internal_error).
+    values: list[Any] = [None, True, 0, -1, 10**400, 1.5, "", "AQAB", "!!", [], ["AQAB"], {}, {"a": 1}, DROP]
+    keys = [RSA, EC256, okp_key("ed", "Ed25519")]
+    outcomes: set[str] = set()
+    for key in keys:
+        for member in ("kty", "crv", "n", "e", "x", "y", "alg", "use", "kid"):
+            for value in values:
+                server.keys = [key.jwk(**{member: value})]
+                verifier = make_verifier(server)
+                try:
+                    verifier.verify(key.sign(access_claims()))
+                    outcomes.add("accepted")
+                except TokenRejected as error:
+                    outcomes.add(error.reason)
+
+    assert "accepted" in outcomes  # members a key does not use are ignored
+    assert outcomes <= {
+        "accepted",
+        "jwk_invalid",
+        "jwk_kty",
+        "jwk_alg",
+        "jwk_use",
+        "unknown_kid",
+        "jwks_unavailable",
+        "bad_signature",
+    }
+
+
+def test_hostile_signatures_always_end_in_a_rejection(server: JwksServer) -> None:
+    for key in (RSA, EC256, SigningKey("ps", "PS256", RSA.private), okp_key("ed", "Ed25519")):
+        server.keys = [key.jwk()]
+        verifier = make_verifier(server)
+        header, payload, _signature = key.sign(access_claims()).split(".")
+        for signature in ("A", "AA", "AAAA", b64url(b"\x00" * 64), b64url(b"\xff" * 132), b64url(b"x" * 600)):
+            error = rejected(verifier, f"{header}.{payload}.{signature}")
+            assert error.reason in {"bad_signature", "malformed"}, (key.alg, signature)
 
 
 def test_signature_from_another_key_is_rejected(server: JwksServer) -> None:
@@ -343,6 +531,41 @@ def test_claims_of_the_wrong_type_are_rejected(server: JwksServer, claims: dict[
 
     assert isinstance(error, MalformedToken)
     assert error.reason == "bad_claim"
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        pytest.param({"exp": 10**4000}, id="exp-10**4000"),
+        pytest.param({"exp": 10**20}, id="exp-past-year-9999"),
+        pytest.param({"exp": 1e300}, id="exp-1e300"),
+        pytest.param({"exp": -1}, id="exp-negative"),
+        pytest.param({"nbf": 10**4000}, id="nbf-10**4000"),
+        pytest.param({"iat": -(10**4000)}, id="iat-minus-10**4000"),
+        pytest.param({"auth_time": 10**100}, id="auth_time-10**100"),
+    ],
+)
+def test_absurd_times_are_bad_claims_not_errors(server: JwksServer, claims: dict[str, Any]) -> None:
+    # json reads 10**4000 as an int; float() of it (math.isfinite) raised OverflowError.
+    assert rejected(make_verifier(server), RSA.forge(access_claims(**claims))).reason == "bad_claim"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param(b"[" * 3000 + b"]" * 3000, id="nested-3000-deep"),
+        pytest.param(b'{"exp": ' + b"9" * 5000 + b"}", id="int-5000-digits"),
+    ],
+)
+def test_payloads_json_chokes_on_are_malformed_not_errors(server: JwksServer, payload: bytes) -> None:
+    verifier = make_verifier(server, max_token_chars=20_000)
+
+    assert rejected(verifier, RSA.sign_raw(payload)).reason == "malformed"
+
+
+def test_jwks_nested_too_deep_for_json_is_unavailable_not_an_error(server: JwksServer) -> None:
+    with pytest.raises(JwksUnavailable):
+        jwt_verify.parse_jwks(b'{"keys": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
 
 
 def test_float_times_are_numbers_too(server: JwksServer) -> None:
@@ -546,8 +769,12 @@ def test_reused_kid_with_new_material_uses_the_new_key(server: JwksServer, clock
     assert rejected(verifier, RSA.sign(access_claims())).reason == "bad_signature"
 
 
+# Short enough for the hanging and trickling servers to outlast it many times over.
+OUTAGE_DEADLINE = 0.3
 OUTAGES = [
     "error",
+    "redirect",
+    "trickle_headers",
     "junk",
     "not_jwks",
     "empty",
@@ -562,17 +789,19 @@ OUTAGES = [
 
 @pytest.mark.parametrize("mode", OUTAGES)
 def test_failed_refresh_keeps_the_cached_keys(server: JwksServer, clock: FakeClock, mode: str) -> None:
-    verifier = make_verifier(server, clock, timeout=0.2)
-    cache = verifier.jwks
+    verifier = make_verifier(server, clock)
+    cache = cache_of(verifier)
     cache.max_bytes = 4096
     verifier.verify(RSA.sign(access_claims()))
 
     # When the endpoint breaks and an unknown kid forces a refresh
     server.mode = mode
+    cache.timeout_seconds = OUTAGE_DEADLINE
     clock.advance(3600)
     assert rejected(verifier, RSA_OTHER.sign(access_claims())).reason == "unknown_kid"
     assert server.requests == 2
-    assert server.hangs_ended == 0  # the timeout gave up; the server was still hanging
+    # The deadline gave up while the server was still hanging or trickling, and no redirect was followed.
+    assert (server.hangs_ended, server.trickles_ended, server.moved) == (0, 0, 0)
 
     # Then cached keys still verify, and the next unknown kid is denied without a fetch
     assert verifier.verify(RSA.sign(access_claims()))["sub"] == SUB
@@ -583,8 +812,8 @@ def test_failed_refresh_keeps_the_cached_keys(server: JwksServer, clock: FakeClo
 @pytest.mark.parametrize("mode", OUTAGES)
 def test_outage_at_cold_start_denies_then_recovers(server: JwksServer, clock: FakeClock, mode: str) -> None:
     server.mode = mode
-    verifier = make_verifier(server, clock, timeout=0.2)
-    verifier.jwks.max_bytes = 4096
+    verifier = make_verifier(server, clock, timeout=OUTAGE_DEADLINE)
+    cache_of(verifier).max_bytes = 4096
 
     error = rejected(verifier, RSA.sign(access_claims()))
     assert isinstance(error, JwksUnavailable)
@@ -592,8 +821,10 @@ def test_outage_at_cold_start_denies_then_recovers(server: JwksServer, clock: Fa
     # Within the cooldown the outage is not hammered, and every request is denied at once.
     assert rejected(verifier, RSA.sign(access_claims())).reason == "jwks_unavailable"
     assert server.requests == 1
+    assert (server.hangs_ended, server.trickles_ended, server.moved) == (0, 0, 0)
 
     server.mode = "ok"
+    cache_of(verifier).timeout_seconds = 5
     clock.advance(jwt_verify.DEFAULT_COOLDOWN_SECONDS)
     assert verifier.verify(RSA.sign(access_claims()))["sub"] == SUB
     assert server.requests == 2
@@ -603,10 +834,19 @@ def test_unreachable_endpoint_is_jwks_unavailable(clock: FakeClock) -> None:
     with JwksServer() as closed:
         url = closed.url
     cache = JwksCache(url, clock=clock, timeout_seconds=0.5)
-    config = VerifierConfig(issuer=ISSUER, client_id=CLIENT_ID, jwks_url=url)
+    config = VerifierConfig(issuers={ISSUER: url}, client_id=CLIENT_ID)
 
     with pytest.raises(JwksUnavailable):
-        JwtVerifier(config, cache, now=lambda: NOW).verify(RSA.sign(access_claims()))
+        JwtVerifier(config, jwks={url: cache}.__getitem__, now=lambda: NOW).verify(RSA.sign(access_claims()))
+
+
+@pytest.mark.parametrize(
+    "url", ["http://keys.example.com/jwks.json", "ftp://127.0.0.1/jwks.json", "file:///etc/passwd"]
+)
+def test_fetch_itself_speaks_only_https_or_loopback_http(url: str) -> None:
+    # Refused before any connection: nothing listens at these, and nothing is tried.
+    with pytest.raises(JwksUnavailable, match="must be https"):
+        jwt_verify.fetch_jwks(url, 0.5, 1024)
 
 
 def test_size_cap_and_trickle_are_what_reject_those_answers(server: JwksServer, clock: FakeClock) -> None:
@@ -614,7 +854,7 @@ def test_size_cap_and_trickle_are_what_reject_those_answers(server: JwksServer, 
     for mode in ("huge", "huge_stream", "trickle"):
         server.mode = mode
         verifier = make_verifier(server, FakeClock(), timeout=5)
-        verifier.jwks.max_bytes = 1024 * 1024
+        cache_of(verifier).max_bytes = 1024 * 1024
         assert verifier.verify(RSA.sign(access_claims()))["sub"] == SUB, mode
 
 
@@ -666,7 +906,7 @@ def test_authorization_without_a_bearer_token_is_rejected(header: str | None, re
 # ---------------------------------------------------------------- settings
 
 
-def test_settings_derive_the_cognito_issuer_and_jwks_url() -> None:
+def test_settings_trust_both_cognito_issuer_formats_each_with_its_own_jwks() -> None:
     settings = load(
         AuthorizerSettings,
         {"USER_POOL_ID": "eu-west-1_AbC123", "USER_POOL_CLIENT_ID": "c", "AWS_REGION": "us-east-1"},
@@ -674,13 +914,39 @@ def test_settings_derive_the_cognito_issuer_and_jwks_url() -> None:
     config = settings.verifier_config()
 
     # The pool id names its region, which wins over the function's own.
-    assert config.issuer == "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbC123"
-    assert (
-        config.jwks_url
-        == "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbC123/.well-known/jwks.json"
-    )
+    assert dict(config.issuers) == {
+        "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbC123": (
+            "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbC123/.well-known/jwks.json"
+        ),
+        "https://issuer-cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbC123": (
+            "https://issuer-cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbC123/.well-known/jwks.json"
+        ),
+    }
     assert config.token_use == "access"
-    assert config.cognito
+    assert all(jwt_verify.is_cognito_issuer(issuer) for issuer in config.issuers)
+
+
+def test_settings_trust_the_replica_regions_updated_issuers() -> None:
+    environ = {
+        "USER_POOL_ID": "eu-west-1_AbC123",
+        "USER_POOL_CLIENT_ID": "c",
+        "USER_POOL_REPLICA_REGIONS": "us-east-1, eu-west-1,ap-southeast-2",
+    }
+
+    issuers = load(AuthorizerSettings, environ).verifier_config().issuers
+
+    # The pool keeps its id (and primary region prefix) in every replica; only the host changes.
+    assert list(issuers) == [
+        "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbC123",
+        "https://issuer-cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbC123",
+        "https://issuer-cognito-idp.us-east-1.amazonaws.com/eu-west-1_AbC123",
+        "https://issuer-cognito-idp.ap-southeast-2.amazonaws.com/eu-west-1_AbC123",
+    ]
+    assert issuers["https://issuer-cognito-idp.us-east-1.amazonaws.com/eu-west-1_AbC123"] == (
+        "https://issuer-cognito-idp.us-east-1.amazonaws.com/eu-west-1_AbC123/.well-known/jwks.json"
+    )
+    # Replicas never use the original format.
+    assert "https://cognito-idp.us-east-1.amazonaws.com/eu-west-1_AbC123" not in issuers
 
 
 def test_settings_take_issuer_and_jwks_url_overrides() -> None:
@@ -693,15 +959,24 @@ def test_settings_take_issuer_and_jwks_url_overrides() -> None:
     }
     config = load(AuthorizerSettings, environ).verifier_config()
 
-    assert config.issuer == "https://auth.example.com/"
-    assert config.jwks_url == f"http://127.0.0.1:5100{JWKS_PATH}"
+    assert dict(config.issuers) == {"https://auth.example.com/": f"http://127.0.0.1:5100{JWKS_PATH}"}
     assert config.token_use == "id"
-    assert not config.cognito
+    assert not jwt_verify.is_cognito_issuer("https://auth.example.com/")
+    # The local stack: the pool's own issuers, keys from moto (one URL, so one cache).
     local = load(
         AuthorizerSettings,
         {"USER_POOL_ID": POOL_ID, "USER_POOL_CLIENT_ID": "c", "JWKS_URL": environ["JWKS_URL"]},
     )
-    assert local.verifier_config().issuer == ISSUER
+    assert list(local.verifier_config().issuers) == [ISSUER, UPDATED_ISSUER]
+    assert set(local.verifier_config().issuers.values()) == {environ["JWKS_URL"]}
+
+
+def test_jwt_issuer_set_to_an_updated_cognito_issuer_keeps_the_cognito_checks() -> None:
+    assert jwt_verify.is_cognito_issuer(UPDATED_ISSUER)
+    assert not jwt_verify.is_cognito_issuer("https://issuer.cognito-idp.us-east-1.amazonaws.com/" + POOL_ID)
+
+
+POOL = {"USER_POOL_ID": POOL_ID, "USER_POOL_CLIENT_ID": "c"}
 
 
 @pytest.mark.parametrize(
@@ -709,9 +984,16 @@ def test_settings_take_issuer_and_jwks_url_overrides() -> None:
     [
         ({"USER_POOL_CLIENT_ID": "c"}, "USER_POOL_ID"),
         ({"USER_POOL_ID": POOL_ID}, "USER_POOL_CLIENT_ID"),
-        ({"USER_POOL_ID": POOL_ID, "USER_POOL_CLIENT_ID": "c", "TOKEN_USE": "refresh"}, "TOKEN_USE"),
-        ({"USER_POOL_ID": POOL_ID, "USER_POOL_CLIENT_ID": "c", "JWKS_URL": "file:///etc/passwd"}, "jwks_url"),
+        ({**POOL, "TOKEN_USE": "refresh"}, "TOKEN_USE"),
+        ({**POOL, "POWERTOOLS_LOG_LEVEL": "LOUD"}, "POWERTOOLS_LOG_LEVEL"),
+        ({**POOL, "JWKS_URL": "file:///etc/passwd"}, "JWKS URL must be https"),
+        ({**POOL, "JWKS_URL": "http://keys.example.com/jwks.json"}, "JWKS URL must be https"),
+        ({**POOL, "JWKS_URL": "https://user:pw@keys.example.com/jwks.json"}, "no credentials"),
+        ({**POOL, "JWKS_URL": "https:///jwks.json"}, "must name a host"),
         ({"USER_POOL_ID": "nopool", "USER_POOL_CLIENT_ID": "c"}, "AWS_REGION"),
+        ({**POOL, "USER_POOL_REPLICA_REGIONS": "us-east-1,evil.example.com/x#"}, "not an AWS region"),
+        ({**POOL, "USER_POOL_REPLICA_REGIONS": "us-east-1", "JWT_ISSUER": "https://a.example"}, "REPLICA"),
+        ({"JWT_ISSUER": "https://a.example", "USER_POOL_CLIENT_ID": "c", "JWKS_URL": "http://a/"}, "https"),
     ],
 )
 def test_settings_fail_clearly_at_cold_start(environ: dict[str, str], message: str) -> None:
@@ -719,12 +1001,20 @@ def test_settings_fail_clearly_at_cold_start(environ: dict[str, str], message: s
         load(AuthorizerSettings, environ)
 
 
+@pytest.mark.parametrize(
+    "url",
+    ["https://keys.example.com/jwks.json", "http://127.0.0.1:5100/x", "http://localhost/x", "http://[::1]/x"],
+)
+def test_jwks_urls_are_https_or_loopback_http(url: str) -> None:
+    jwt_verify.check_jwks_url(url)
+
+
 def test_pool_id_without_region_prefix_falls_back_to_aws_region() -> None:
     settings = load(
         AuthorizerSettings, {"USER_POOL_ID": "nopool", "USER_POOL_CLIENT_ID": "c", "AWS_REGION": "sa-east-1"}
     )
 
-    assert settings.issuer == "https://cognito-idp.sa-east-1.amazonaws.com/nopool"
+    assert settings.issuers[0] == "https://cognito-idp.sa-east-1.amazonaws.com/nopool"
 
 
 def test_errors_never_contain_the_token(server: JwksServer) -> None:

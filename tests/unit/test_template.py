@@ -9,6 +9,7 @@ generates — not just the YAML we wrote. Each test fails if someone weakens wha
 from __future__ import annotations
 
 import fnmatch
+import logging
 import re
 import subprocess
 from graphlib import CycleError, TopologicalSorter
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from imgpipe import invalidation, keys
+from imgpipe import invalidation, jwt_verify, keys, settings
 from imgpipe_local.template import Resolver, TemplateError, load_yaml, parameter_values, translate
 from tests.conftest import ROOT
 
@@ -157,8 +158,28 @@ def test_presign_role_can_only_put_originals():
     assert actions == {"s3:PutObject"}
 
 
-def test_authorizer_has_no_aws_permissions_beyond_logs_and_traces():
+def test_authorizer_has_no_aws_permissions_beyond_logs():
     assert allow_statements("AuthorizerFunction") == []
+    assert role_of("AuthorizerFunction")["ManagedPolicyArns"] == [
+        "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+    ]
+
+
+def test_authorizer_timeout_is_never_what_ends_a_jwks_fetch():
+    # One verification fetches at most one JWKS, bounded by one deadline; the rest is CPU.
+    timeout = int(resolved(RES["AuthorizerFunction"]["Properties"]["Timeout"]))
+    assert timeout >= 3 * jwt_verify.DEFAULT_FETCH_TIMEOUT_SECONDS
+
+
+def test_replica_regions_reach_the_authorizer_checked_by_the_parameter_pattern():
+    pattern = re.compile(SAM["Parameters"]["UserPoolReplicaRegions"]["AllowedPattern"])
+    for good in ("", "us-east-1", "us-east-1,eu-west-2,ap-southeast-2", "us-gov-west-1"):
+        assert pattern.fullmatch(good), good
+    for bad in ("us-east-1,", " us-east-1", "us-east-1, eu-west-1", "evil.example.com", "US-EAST-1"):
+        assert not pattern.fullmatch(bad), bad
+    cfn, resolver = _build({"UserPoolReplicaRegions": "eu-west-2,us-west-2"})
+    variables = resolver.resolve(cfn["Resources"]["AuthorizerFunction"]["Properties"]["Environment"])
+    assert variables["Variables"]["USER_POOL_REPLICA_REGIONS"] == "eu-west-2,us-west-2"
 
 
 def test_delete_can_erase_a_users_objects_but_create_nothing():
@@ -391,7 +412,14 @@ def test_custom_domain_sets_alias_and_modern_tls():
 
 
 CONTRACT_ENV = {
-    "AuthorizerFunction": {"USER_POOL_ID", "USER_POOL_CLIENT_ID", "JWT_ISSUER", "JWKS_URL", "TOKEN_USE"},
+    "AuthorizerFunction": {
+        "USER_POOL_ID",
+        "USER_POOL_REPLICA_REGIONS",
+        "USER_POOL_CLIENT_ID",
+        "JWT_ISSUER",
+        "JWKS_URL",
+        "TOKEN_USE",
+    },
     "PresignUploadFunction": {
         "UPLOADS_BUCKET",
         "MAX_UPLOAD_BYTES",
@@ -419,7 +447,8 @@ def test_function_runtime_logging_and_environment(function):
     props = RES[function]["Properties"]
     assert props["Runtime"] == "python3.13"
     assert resolved(props["Architectures"]) == ["arm64"]
-    assert props["TracingConfig"] == {"Mode": "Active"}
+    # The authorizer imports no X-Ray SDK (cold start), so its tracing is off (as is its X-Ray permission).
+    assert props.get("TracingConfig") == (None if function == "AuthorizerFunction" else {"Mode": "Active"})
     assert props["LoggingConfig"]["LogFormat"] == "JSON"
     log_group = RES[props["LoggingConfig"]["LogGroup"]["Ref"]]
     assert int(resolved(log_group["Properties"]["RetentionInDays"])) > 0
@@ -609,6 +638,14 @@ def test_lambda_filters_logs_at_the_log_level_parameter(level: str) -> None:
         props = resolver.resolve(cfn["Resources"][function]["Properties"])
         assert props["LoggingConfig"]["ApplicationLogLevel"] == level, function
         assert props["Environment"]["Variables"]["POWERTOOLS_LOG_LEVEL"] == level, function
+    # and the authorizer, which sets its own (stdlib) logger's level from it, starts with it.
+    environ = resolver.resolve(
+        cfn["Resources"]["AuthorizerFunction"]["Properties"]["Environment"]["Variables"]
+    )
+    authorizer = settings.load(jwt_verify.AuthorizerSettings, {**environ, "AWS_REGION": REGION})
+    assert logging.getLevelName(authorizer.log_level.upper()) == getattr(
+        logging, level.replace("WARN", "WARNING")
+    )
 
 
 def test_every_function_logs_to_one_group_with_retention() -> None:

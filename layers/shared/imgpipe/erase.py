@@ -60,8 +60,8 @@ def _delete_all(s3: Any, bucket: str, objects: Iterable[dict[str, str]]) -> int:
 
 def erase_avatar(s3: Any, *, user: str, uploads_bucket: str, assets_bucket: str) -> EraseResult:
     """Delete everything stored for `user` (already `keys.user_key(sub)`)."""
-    # A user key maps to itself; anything else ("", "a/b", "..") could widen the prefix.
-    if keys.user_key(user) != user:
+    # Anything but a user key ("", "a/b", "..") could widen the prefix.
+    if not keys.is_user_key(user):
         raise ValueError(f"refusing to erase for {user!r}: not a user key")
     prefix = keys.user_prefix(user)
     uploads_deleted = _delete_all(s3, uploads_bucket, _uploads_versions(s3, uploads_bucket, prefix))

@@ -27,26 +27,33 @@ Decisions users see:
 - transparency is kept in WebP/AVIF and flattened on white in JPEG;
 - animations: only frame 0 is ever decoded, so frame count and animation size cost nothing;
 - rejection reasons (`ImageRejected.reason`): empty, too_many_bytes, not_an_image,
-  unsupported_format, too_many_pixels, truncated, decode_error.
+  unsupported_format, too_many_pixels, too_complex, truncated, decode_error.
+
+Decode cost is bounded by structure as well as pixels: `imgpipe.structure` refuses files whose
+scans, segments, chunks, blocks or frames would cost far more than their pixels before any
+decoder runs, and everything from `Image.open` to the last encode runs in a forked child under a
+CPU and memory budget sized from the header's pixel count (`imgpipe.bounded`), so a structure
+nobody listed ends as `too_complex` too, not as a hang or an out-of-memory sandbox.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
-import ctypes
 import functools
 import hashlib
 import io
+import os
 import re
 import struct
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
-from pathlib import Path
 
 from PIL import ExifTags, Image, ImageCms, features
+
+from imgpipe import bounded, structure, webp_simple
 
 # Bump when a code change alters output pixels/bytes, so versions (and immutable URLs) change.
 PIPELINE_VERSION = "2"
@@ -140,6 +147,10 @@ class ImageRejected(ValueError):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+    def __reduce__(self) -> tuple[type[ImageRejected], tuple[str, str]]:
+        # Raised in the decoding child and pickled back to the parent with both arguments.
+        return type(self), (self.reason, str(self))
 
 
 @dataclass(frozen=True)
@@ -489,10 +500,12 @@ def _bomb_check(max_pixels: int) -> Iterator[None]:
 
 def _decode(
     data: bytes, fmt: str, options: Options
-) -> tuple[Image.Image, tuple[int, int], bytes | None, int]:
+) -> tuple[Image.Image, tuple[int, int], bytes | None, int, list[str]]:
     """Frame 0 at the smallest size every rendition can be made from, still in the source's
     colour space (L, LA, RGB, RGBA or CMYK) and stored axes, with its ICC profile and EXIF
-    orientation beside it (`_resize` orients the small result rather than the big source)."""
+    orientation beside it (`_resize` orients the small result rather than the big source),
+    and notes on what was done differently from the usual path."""
+    notes: list[str] = []
     im = _open_checked(data, fmt, options)
     stored = im.size  # draft() changes im.size
     icc = im.info.get("icc_profile")
@@ -505,6 +518,9 @@ def _decode(
     # before reading EXIF for the other formats: PNG's getexif() decodes the image itself,
     # and a decoding error must not be mistaken for a bad EXIF block.
     still = _webp_still(data, im) if fmt == "webp" else None
+    if isinstance(still, str):
+        notes.append(still)
+        still = None
     if still is None:
         im.load()
     if fmt != "jpeg":
@@ -518,7 +534,7 @@ def _decode(
 
     factor = min(im.size[0] // want[0], im.size[1] // want[1])
     work = _reduce(im, factor) if factor >= 2 else _to_resizable(im)
-    return work, displayed, icc, orientation
+    return work, displayed, icc, orientation, notes
 
 
 # Output rows per strip of `_reduce`: 16 rows of an 8064-wide RGBA source at factor 5 are a
@@ -551,40 +567,19 @@ def _reduce(im: Image.Image, factor: int) -> Image.Image:
     return out
 
 
-@functools.cache
-def _libwebp() -> ctypes.CDLL | None:
-    """The libwebp inside Pillow's wheel (already loaded by PIL._webp), or None elsewhere."""
-    from PIL import _webp
-
-    for path in sorted((Path(_webp.__file__).parent.parent / "pillow.libs").glob("libwebp-*.so*")):
-        lib = ctypes.CDLL(str(path))
-        lib.WebPDecodeRGBAInto.restype = ctypes.c_void_p
-        lib.WebPDecodeRGBAInto.argtypes = [
-            ctypes.c_char_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int
-        ]  # fmt: skip
-        return lib
-    return None
-
-
-def _webp_still(data: bytes, im: Image.Image) -> Image.Image | None:
-    """A still WebP decoded by libwebp straight into the buffer the returned image maps.
-
-    Pillow decodes every WebP through libwebp's animation decoder, which composes into two
-    full-size RGBA canvases and hands Pillow a bytes copy that Pillow copies again: a 12 MP
-    WebP peaked at ~220 MB, twice sharp's 115 MB. libwebp's simple API writes one RGBA buffer
-    (48 MB at 12 MP), mapped without a copy. Animations, and a Pillow without its bundled
-    libwebp, keep Pillow's own path (None).
-    """
-    lib = _libwebp()
-    if lib is None or getattr(im, "n_frames", 1) != 1:
+def _webp_still(data: bytes, im: Image.Image) -> Image.Image | str | None:
+    """A still WebP decoded by libwebp's simple API straight into the buffer the returned image
+    maps (see imgpipe.webp_simple: 12 MP peaks at 88 MB instead of 215 MB, 16% less CPU).
+    Animations keep Pillow's path (None); a libwebp that is not usable, too, saying why (str)."""
+    if getattr(im, "n_frames", 1) != 1:
         return None
+    decoder = webp_simple.load()
+    if isinstance(decoder, str):
+        return decoder
     width, height = im.size
     pixels = bytearray(width * height * 4)
-    target = (ctypes.c_char * len(pixels)).from_buffer(pixels)
-    # libwebp parses the size itself and refuses (NULL) a buffer too small for it.
-    if not lib.WebPDecodeRGBAInto(data, len(data), ctypes.addressof(target), len(pixels), width * 4):
+    if not decoder.decode_rgba_into(data, pixels, width * 4):
         raise OSError("libwebp could not decode the image (damaged or truncated)")
-    del target  # release the export, so the image below can map the buffer
     rawmode = "RGBA" if im.mode == "RGBA" else "RGBX"
     return Image.frombuffer(rawmode, (width, height), pixels, "raw", rawmode, 0, 1)
 
@@ -697,6 +692,35 @@ def _placeholder(im: Image.Image) -> str:
     raise RuntimeError(f"placeholder of {size} does not fit in {PLACEHOLDER_MAX_BYTES} bytes")
 
 
+# The decoding child's budget, from the pixel count the header declares (the cap's when the
+# pre-scan found none). Honest costs measured here (bench): CPU 4 ns/pixel for a JPEG (reduced-
+# scale decode), 25 for a WebP, 44 for a PNG with alpha (48 MP: 2.1 s); memory above the warm
+# process ~1 byte/pixel for a JPEG, 4 for a still WebP, 6 for a PNG with alpha (48 MP: 280 MB),
+# ~9 for AVIF, ~16 for an animated WebP. The budget is about twice the worst of those, so no
+# honest file comes near it, and a small file stays small: 1.2 s / 140 MB for 2 MP.
+CPU_SECONDS_BASE = 1.0
+CPU_SECONDS_PER_MEGAPIXEL = 0.08
+MEMORY_BASE = 96 * 2**20
+MEMORY_PER_PIXEL = 16
+# Lambda bills and enforces the configured memory for the whole sandbox; the child never gets
+# more than what is left of it (the parent, its copy of the upload and a margin kept aside).
+_FUNCTION_MEMORY_MB = int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "0") or 0)
+_FUNCTION_RESERVE = 64 * 2**20
+
+
+def decode_budget(
+    fmt: str, size: tuple[int, int] | None, data_bytes: int, options: Options
+) -> tuple[float, int]:
+    """(CPU seconds, bytes of memory above the warm process) one upload may use."""
+    pixels = size[0] * size[1] if size else options.max_pixels
+    pixels = min(pixels, options.max_pixels) * _PIXEL_WEIGHT.get(fmt, 1)
+    cpu = CPU_SECONDS_BASE + CPU_SECONDS_PER_MEGAPIXEL * pixels / 1e6
+    memory = MEMORY_BASE + MEMORY_PER_PIXEL * pixels + data_bytes
+    if _FUNCTION_MEMORY_MB:
+        memory = min(memory, _FUNCTION_MEMORY_MB * 2**20 - bounded.rss_bytes() - _FUNCTION_RESERVE)
+    return cpu, max(memory, MEMORY_BASE)
+
+
 def process(data: bytes, options: Options) -> Result:
     """Renditions of `data` in every format of `options`, or ImageRejected."""
     if len(data) > options.max_bytes:
@@ -704,10 +728,46 @@ def process(data: bytes, options: Options) -> Result:
             "too_many_bytes", f"The file is {len(data)} bytes; at most {options.max_bytes} are accepted."
         )
     fmt = sniff(data)
+    verdict = structure.scan(data, fmt)
+    if verdict.problem is not None:
+        raise ImageRejected("too_complex", verdict.problem)
+    cpu, memory = decode_budget(fmt, verdict.size, len(data), options)
+    _warm_up()
+    try:
+        result: Result = bounded.call(
+            functools.partial(_process, data, fmt, options), cpu_seconds=cpu, memory_bytes=memory
+        )
+    except bounded.Overrun as overrun:
+        raise ImageRejected(
+            "too_complex", f"The image is too complex to process: it {overrun} (a limit of its pixel count)."
+        ) from overrun
+    except bounded.ChildCrashed as crashed:
+        # A decoder crashing on these bytes will crash on them again: a verdict on the input.
+        raise ImageRejected("decode_error", "The image is damaged and cannot be read.") from crashed
+    return result
+
+
+@functools.cache
+def _warm_up() -> None:
+    """Do once, in the parent, what Pillow and LittleCMS do lazily on first use - import the
+    other plugins (Image.open(formats=["WEBP"]) imports all of them), set up the codecs, build
+    a colour transform - so each decoding child inherits it instead of redoing it and throwing
+    it away: a 2 MP JPEG cost 113 ms of CPU in a child of a cold parent, 66 ms warm."""
+    buf = io.BytesIO()
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.new("RGB", (64, 48), (200, 120, 40)).save(buf, "JPEG", icc_profile=icc)
+    _process(
+        buf.getvalue(), "jpeg", Options(renditions=parse_renditions("32x32:cover"), formats=OUTPUT_FORMATS)
+    )
+
+
+def _process(data: bytes, fmt: str, options: Options) -> Result:
+    """process() after the checks that need no decoder; runs in the bounded child."""
     notes: list[str] = []
     try:
         with _bomb_check(options.max_pixels):
-            work, source, icc, orientation = _decode(data, fmt, options)
+            work, source, icc, orientation, decode_notes = _decode(data, fmt, options)
+        notes.extend(decode_notes)
     except ImageRejected:
         raise
     except _BAD_DATA_ERRORS as exc:

@@ -122,7 +122,7 @@ def invalidate_batch(cloudfront: Any, distribution_id: str, messages: Mapping[st
 
 
 def _checked(user: str) -> str:
-    # A user key maps to itself; anything else ("", "a/b", "*") could widen the path.
-    if keys.user_key(user) != user:
+    # Anything but a user key ("", "a/b", "*") could widen the path.
+    if not keys.is_user_key(user):
         raise ValueError(f"{user!r} is not a user key")
     return user

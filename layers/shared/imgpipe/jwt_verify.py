@@ -10,28 +10,40 @@ PyJWT does the cryptography (PyJWK builds the key, PyJWS checks the signature ag
 allow-list of one algorithm). Claims are checked here, against an injectable clock, because
 PyJWT coerces claim types (`int("123")` passes as `exp`) and Python's json accepts NaN.
 
+A Cognito user pool is trusted under each issuer Cognito signs its tokens with: the original
+`https://cognito-idp.<region>.amazonaws.com/<pool>`, the updated (multi-Region)
+`https://issuer-cognito-idp.<region>.amazonaws.com/<pool>` and, for a replicated pool, the updated
+issuer of each replica region. Each issuer has its own JWKS. The token's `iss` picks one before
+anything is fetched, so a token naming an untrusted issuer costs no request.
+
 The JWKS cache differs from PyJWKClient where that one fails users: a failed fetch never empties
-the cache, and an unknown `kid` triggers at most one fetch per cooldown.
+the cache, and an unknown `kid` triggers at most one fetch per cooldown. A fetch has one deadline
+for everything (DNS, connect, TLS, headers, body), follows no redirects and speaks https only
+(plain http to loopback, for local stacks and tests).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import http.client
+import ipaddress
 import json
 import logging
 import math
 import re
+import socket
+import ssl
 import threading
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import jwt
+from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.exceptions import InvalidSignatureError, PyJWTError
 
 from imgpipe.settings import SettingsError, env
@@ -54,6 +66,8 @@ ALGORITHMS: dict[str, tuple[str, frozenset[str] | None]] = {
 }
 ACCESS, ID = "access", "id"
 TOKEN_USES = (ACCESS, ID)
+# Python's names, and Lambda's WARN (the template's LogLevel takes Lambda's names; logging knows both).
+LOG_LEVELS = ("DEBUG", "INFO", "WARN", "WARNING", "ERROR", "CRITICAL")
 
 # Cognito access tokens are ~1 KB and id tokens a few KB with groups and custom attributes;
 # API Gateway caps all request headers at 10 KB anyway.
@@ -63,16 +77,31 @@ DEFAULT_LEEWAY_SECONDS = 5
 # at most 10 s late, while a stream of junk kids costs the issuer at most 6 fetches a minute
 # per warm container.
 DEFAULT_COOLDOWN_SECONDS = 10.0
-# aws-jwt-verify uses 1.5 s socket idle / 3 s response. urllib's timeout applies to connect and
-# to each read; the whole body must also arrive within it, so a trickling server cannot keep an
-# authorizer (and API Gateway's 10 s budget for it) waiting.
+# One deadline for the whole fetch (aws-jwt-verify: 1.5 s socket idle, 3 s response). A socket
+# timeout alone bounds each read, so a server trickling its headers a byte at a time held a fetch
+# for ~12 s; the deadline holds whatever the server does. The authorizer's own timeout
+# (template.yaml) leaves room for it, so a slow JWKS is a deny, never a Lambda timeout (a 500).
 DEFAULT_FETCH_TIMEOUT_SECONDS = 1.5
 # A Cognito JWKS is ~1 KB; anything near this cap is not a key set.
 DEFAULT_MAX_JWKS_BYTES = 64 * 1024
+# NIST SP 800-131A / SP 800-56B: RSA moduli of 2048 bits and more, public exponents of 65537 and
+# more. PyJWT only warns about shorter keys; a JWKS publishing one is refused here.
+MIN_RSA_BITS = 2048
+MIN_RSA_EXPONENT = 65537
+# NumericDate claims outside year 1970..9999 are no real time (and 10**4000 is no float).
+_MAX_NUMERIC_DATE = 253_402_300_799
+
+# JWK members by key type: the public ones a key needs, and the private ones no JWKS may carry.
+_PUBLIC_MEMBERS = {"RSA": ("n", "e"), "EC": ("crv", "x", "y"), "OKP": ("crv", "x")}
+_PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 
 _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+", re.ASCII)
-_COGNITO_POOL_ID = re.compile(r"([a-z]{2}(?:-[a-z]+)+-\d+)_[0-9A-Za-z]+")
-_COGNITO_ISSUER = re.compile(r"https://cognito-idp\.[a-z0-9-]+\.amazonaws\.com/[\w-]+_[0-9A-Za-z]+")
+_REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d+", re.ASCII)
+_COGNITO_POOL_ID = re.compile(r"([a-z]{2}(?:-[a-z]+)+-\d+)_[0-9A-Za-z]+", re.ASCII)
+# Original and updated (multi-Region) Cognito issuers.
+_COGNITO_ISSUER = re.compile(
+    r"https://(?:issuer-)?cognito-idp\.[a-z0-9-]+\.amazonaws\.com/[\w-]+_[0-9A-Za-z]+", re.ASCII
+)
 
 
 # ---------------------------------------------------------------- errors
@@ -97,7 +126,7 @@ class MalformedToken(TokenRejected):
 
 class UnacceptableKey(TokenRejected):
     """The header or the JWK it names cannot be used (`bad_algorithm`, `missing_kid`, `unknown_kid`,
-    `jwk_use`, `jwk_kty`, `jwk_alg`, `jwk_invalid`, `jwks_unavailable`)."""
+    `jwk_use`, `jwk_kty`, `jwk_alg`, `jwk_invalid`, `jwk_private`, `jwk_weak`, `jwks_unavailable`)."""
 
 
 class BadSignature(TokenRejected):
@@ -119,31 +148,54 @@ class JwksUnavailable(UnacceptableKey):
 # ---------------------------------------------------------------- config
 
 
+def check_jwks_url(url: str) -> None:
+    """Raise ValueError unless `url` is https, or http to a loopback host (local stacks, tests)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in {"https", "http"}:
+        raise ValueError(f"JWKS URL must be https (http only to a loopback host), got {url!r}")
+    if not parts.hostname or parts.username is not None or parts.password is not None:
+        raise ValueError(f"JWKS URL must name a host and no credentials, got {url!r}")
+    _ = parts.port  # raises ValueError for a port that is not one
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise ValueError(f"JWKS URL must be https (http only to a loopback host), got {url!r}")
+
+
+def _is_loopback(host: str) -> bool:
+    # By name or literal address, never by what DNS answers.
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def is_cognito_issuer(issuer: str) -> bool:
+    """Cognito tokens always carry `token_use`; tokens of other OIDC issuers need not."""
+    return _COGNITO_ISSUER.fullmatch(issuer) is not None
+
+
 @dataclass(frozen=True)
 class VerifierConfig:
-    issuer: str
+    """What a token must be: signed by one of `issuers` (`iss` -> its JWKS URL), for `client_id`."""
+
+    issuers: Mapping[str, str]
     client_id: str
-    jwks_url: str
     token_use: str = ACCESS
     leeway_seconds: int = DEFAULT_LEEWAY_SECONDS
     max_token_chars: int = DEFAULT_MAX_TOKEN_CHARS
 
     def __post_init__(self) -> None:
-        if not self.issuer:
-            raise ValueError("issuer must not be empty")
+        if not self.issuers or not all(self.issuers):
+            raise ValueError("issuers must name at least one issuer, none empty")
         if not self.client_id:
             raise ValueError("client_id must not be empty")
         if self.token_use not in TOKEN_USES:
             raise ValueError(f"token_use must be one of {TOKEN_USES}, got {self.token_use!r}")
-        if not self.jwks_url.startswith(("https://", "http://")):
-            raise ValueError(f"jwks_url must be an http(s) URL, got {self.jwks_url!r}")
+        for jwks_url in self.issuers.values():
+            check_jwks_url(jwks_url)
         if self.leeway_seconds < 0 or self.max_token_chars < 1:
             raise ValueError("leeway_seconds must be >= 0 and max_token_chars >= 1")
-
-    @property
-    def cognito(self) -> bool:
-        """Cognito tokens always carry `token_use`; tokens of other OIDC issuers need not."""
-        return _COGNITO_ISSUER.fullmatch(self.issuer) is not None
 
 
 @dataclass(frozen=True)
@@ -152,10 +204,13 @@ class AuthorizerSettings:
 
     client_id: str = env("USER_POOL_CLIENT_ID")
     user_pool_id: str = env("USER_POOL_ID", "")
+    replica_regions: tuple[str, ...] = env("USER_POOL_REPLICA_REGIONS", ())
     jwt_issuer: str = env("JWT_ISSUER", "")
     jwks_url: str = env("JWKS_URL", "")
     token_use: str = env("TOKEN_USE", ACCESS)
     region: str = env("AWS_REGION", "")
+    # The template's LogLevel, which Powertools reads from here in the other functions.
+    log_level: str = env("POWERTOOLS_LOG_LEVEL", "INFO")
 
     def validate(self) -> None:
         if not self.user_pool_id and not self.jwt_issuer:
@@ -164,8 +219,15 @@ class AuthorizerSettings:
             raise SettingsError(
                 f"cannot tell the region of USER_POOL_ID {self.user_pool_id!r}: set AWS_REGION"
             )
+        if self.replica_regions and (self.jwt_issuer or not self.user_pool_id):
+            raise SettingsError("USER_POOL_REPLICA_REGIONS needs USER_POOL_ID (and no JWT_ISSUER)")
+        for region in self.replica_regions:
+            if not _REGION.fullmatch(region):
+                raise SettingsError(f"USER_POOL_REPLICA_REGIONS: {region!r} is not an AWS region")
         if self.token_use not in TOKEN_USES:
             raise SettingsError(f"TOKEN_USE must be one of {TOKEN_USES}, got {self.token_use!r}")
+        if self.log_level.upper() not in LOG_LEVELS:
+            raise SettingsError(f"POWERTOOLS_LOG_LEVEL must be one of {LOG_LEVELS}, got {self.log_level!r}")
         try:
             self.verifier_config()
         except ValueError as error:
@@ -178,16 +240,30 @@ class AuthorizerSettings:
         return match.group(1) if match else self.region
 
     @property
-    def issuer(self) -> str:
+    def issuers(self) -> tuple[str, ...]:
+        """Every `iss` the API trusts, the original Cognito issuer first."""
         if self.jwt_issuer:
-            return self.jwt_issuer
-        return f"https://cognito-idp.{self._pool_region()}.amazonaws.com/{self.user_pool_id}"
+            return (self.jwt_issuer,)
+        pool, region = self.user_pool_id, self._pool_region()
+        # A replicated pool keeps its id (and its primary region's prefix) in every region. The
+        # updated issuer names the primary region; tokens minted in a replica may name the
+        # replica's instead, trusted only for the regions listed.
+        return (
+            f"https://cognito-idp.{region}.amazonaws.com/{pool}",
+            *(
+                f"https://issuer-cognito-idp.{name}.amazonaws.com/{pool}"
+                for name in dict.fromkeys((region, *self.replica_regions))
+            ),
+        )
 
     def verifier_config(self) -> VerifierConfig:
         return VerifierConfig(
-            issuer=self.issuer,
+            # JWKS_URL (a local stack's key endpoint) serves every trusted issuer.
+            issuers={
+                issuer: self.jwks_url or f"{issuer.rstrip('/')}/.well-known/jwks.json"
+                for issuer in self.issuers
+            },
             client_id=self.client_id,
-            jwks_url=self.jwks_url or f"{self.issuer.rstrip('/')}/.well-known/jwks.json",
             token_use=self.token_use,
         )
 
@@ -196,38 +272,108 @@ class AuthorizerSettings:
 
 
 def fetch_jwks(url: str, timeout: float, max_bytes: int) -> bytes:
-    """GET `url`, bounded in time and size. Raises JwksUnavailable."""
-    request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310 - scheme checked in config
+    """GET `url` within `timeout` seconds all told, at most `max_bytes`. Raises JwksUnavailable.
+
+    The request runs in a worker thread that the caller waits for until the deadline: socket
+    timeouts bound each operation, not their sum, and nothing bounds a DNS lookup. At the
+    deadline the worker's socket is shut down so it ends too.
+    """
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-            return _read_bounded(response, time.monotonic() + timeout, max_bytes)
-    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as error:
-        # HTTPError (a URLError) covers non-2xx; TimeoutError and connection errors are OSErrors;
-        # a body cut short or a reply that is not HTTP are HTTPExceptions.
-        raise JwksUnavailable(f"JWKS fetch failed: {error}") from None
+        check_jwks_url(url)
+    except ValueError as error:
+        raise JwksUnavailable(str(error)) from None
+    fetch = _Fetch(url, timeout, max_bytes)
+    worker = threading.Thread(target=fetch.run, name="jwks-fetch", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        fetch.abandon()
+        raise JwksUnavailable(f"JWKS did not arrive within {timeout:g} s")
+    if fetch.error is not None:
+        raise fetch.error
+    assert fetch.body is not None
+    return fetch.body
 
 
-def _read_bounded(response: Any, deadline: float, max_bytes: int) -> bytes:
-    if response.status != 200:
-        raise JwksUnavailable(f"JWKS answered HTTP {response.status}")
-    body = bytearray()
-    while chunk := response.read1(16384):
-        body += chunk
-        if len(body) > max_bytes:
-            raise JwksUnavailable(f"JWKS is larger than {max_bytes} bytes")
-        if time.monotonic() > deadline:
-            raise JwksUnavailable("JWKS did not arrive in time")
-    # read1() reports a connection closed early as the end of the body; the framing says otherwise.
-    if response.length:
-        raise JwksUnavailable("JWKS response was cut short")
-    return bytes(body)
+class _Fetch:
+    def __init__(self, url: str, timeout: float, max_bytes: int) -> None:
+        self.url = urllib.parse.urlsplit(url)
+        self.timeout = timeout
+        self.max_bytes = max_bytes
+        self.body: bytes | None = None
+        self.error: JwksUnavailable | None = None
+        self._connection: http.client.HTTPConnection | None = None
+        self._abandoned = False
+        self._lock = threading.Lock()
+
+    def run(self) -> None:
+        try:
+            self.body = self._get()
+        except JwksUnavailable as error:
+            self.error = error
+        except Exception as error:  # noqa: BLE001 - whatever the fetch raised, the JWKS is unavailable
+            # HTTPException: a reply that is not HTTP or was cut short; OSError: DNS, connect, TLS,
+            # socket timeouts; anything else (a socket shut down under http.client) is the same
+            # outcome: no keys from this fetch.
+            self.error = JwksUnavailable(f"JWKS fetch failed: {type(error).__name__}: {error}")
+        finally:
+            self._close()
+
+    def abandon(self) -> None:
+        with self._lock:
+            self._abandoned = True
+            connection = self._connection
+        if connection is not None and connection.sock is not None:
+            # shutdown() wakes a thread blocked in recv(); close() alone would not. On the plain
+            # socket level, so the TLS object the worker is using is left alone. OSError: the
+            # worker closed it first, so there is nothing left to wake.
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(connection.sock, socket.SHUT_RDWR)
+
+    def _get(self) -> bytes:
+        host, port, path = self.url.hostname or "", self.url.port, self.url.path or "/"
+        if self.url.query:
+            path = f"{path}?{self.url.query}"
+        connection: http.client.HTTPConnection
+        if self.url.scheme == "https":
+            connection = http.client.HTTPSConnection(
+                host, port, timeout=self.timeout, context=ssl.create_default_context()
+            )
+        else:
+            connection = http.client.HTTPConnection(host, port, timeout=self.timeout)
+        with self._lock:
+            if self._abandoned:
+                raise JwksUnavailable("JWKS fetch abandoned")
+            self._connection = connection
+        # http.client never follows redirects: a 3xx is an answer that is not the key set.
+        connection.request("GET", path, headers={"Accept": "application/json", "User-Agent": "imgpipe"})
+        response = connection.getresponse()
+        if response.status != 200:
+            raise JwksUnavailable(f"JWKS answered HTTP {response.status} (redirects are not followed)")
+        if response.length is not None and response.length > self.max_bytes:
+            raise JwksUnavailable(f"JWKS is larger than {self.max_bytes} bytes")
+        body = bytearray()
+        while chunk := response.read1(16384):
+            body += chunk
+            if len(body) > self.max_bytes:
+                raise JwksUnavailable(f"JWKS is larger than {self.max_bytes} bytes")
+        # read1() reports a connection closed early as the end of the body; the framing says otherwise.
+        if response.length:
+            raise JwksUnavailable("JWKS response was cut short")
+        return bytes(body)
+
+    def _close(self) -> None:
+        with self._lock:
+            connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
 
 
 def parse_jwks(body: bytes) -> dict[str, dict[str, Any]]:
     """The usable keys of a JWKS document by kid. Raises JwksUnavailable for a non-key-set."""
     try:
         document = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise JwksUnavailable("JWKS is not JSON") from None
     keys = document.get("keys") if isinstance(document, dict) else None
     if not isinstance(keys, list):
@@ -289,15 +435,20 @@ class JwksCache:
         raise UnacceptableKey("unknown_kid", "the token's kid is not in the issuer's JWKS")
 
     def key(self, jwk: dict[str, Any], algorithm: str) -> jwt.PyJWK:
-        """The verification key for a JWK returned by `jwk()`, built once per JWK and algorithm."""
+        """The verification key for a JWK returned by `jwk()`, built once per JWK and algorithm.
+
+        Raises UnacceptableKey for a JWK that is not a sound public key for `algorithm`.
+        """
         cached = self._keys.get((jwk["kid"], algorithm))
         # Identity, not the kid alone: a rotated set may reuse a kid for new material.
         if cached is not None and cached[0] is jwk:
             return cached[1]
+        _check_jwk(jwk, algorithm)
         try:
             key = jwt.PyJWK(jwk, algorithm=algorithm)
-        except PyJWTError as error:
+        except (PyJWTError, ValueError, TypeError) as error:
             raise UnacceptableKey("jwk_invalid", f"JWK cannot be used: {type(error).__name__}") from None
+        _check_key_strength(key)
         self._keys[(jwk["kid"], algorithm)] = (jwk, key)
         return key
 
@@ -339,12 +490,13 @@ class JwtVerifier:
     def __init__(
         self,
         config: VerifierConfig,
-        jwks: JwksCache,
         *,
+        jwks: Callable[[str], JwksCache] = jwks_cache,
         now: Callable[[], float] = time.time,
     ) -> None:
+        """`jwks` gives the key cache of a JWKS URL (issuers sharing a URL share its cache)."""
         self.config = config
-        self.jwks = jwks
+        self.jwks = {issuer: jwks(url) for issuer, url in config.issuers.items()}
         self._now = now
         self._jws = jwt.PyJWS(algorithms=list(ALGORITHMS))
 
@@ -359,16 +511,23 @@ class JwtVerifier:
         if not _COMPACT_JWS.fullmatch(token):
             raise MalformedToken("malformed", "token is not three base64url segments")
 
-        header = _decode_segment(token.partition(".")[0], "header")
+        header_segment, payload_segment, _signature = token.split(".")
+        header = _decode_segment(header_segment, "header")
         alg, kid = header.get("alg"), header.get("kid")
         if not isinstance(alg, str) or alg not in ALGORITHMS:
             raise UnacceptableKey("bad_algorithm", "token algorithm is not an allowed asymmetric algorithm")
         if not isinstance(kid, str) or not kid:
             raise UnacceptableKey("missing_kid", "token header has no kid")
+        # The issuer picks the key set (aws-jwt-verify does the same), so it is read before the
+        # signature is checked; an untrusted one is refused without fetching anything.
+        issuer = _decode_segment(payload_segment, "payload").get("iss")
+        if not isinstance(issuer, str) or not issuer:
+            raise MalformedToken("bad_claim", "token has no iss claim")
+        jwks = self.jwks.get(issuer)
+        if jwks is None:
+            raise InvalidClaims("wrong_issuer", "token was not issued by a trusted issuer")
 
-        jwk = self.jwks.jwk(kid)
-        _check_jwk(jwk, alg)
-        key = self.jwks.key(jwk, alg)
+        key = jwks.key(jwks.jwk(kid), alg)
         try:
             signed = self._jws.decode_complete(token, key=key, algorithms=[alg])
         except InvalidSignatureError:
@@ -382,11 +541,11 @@ class JwtVerifier:
 
     def _check_claims(self, claims: dict[str, Any]) -> None:
         config = self.config
-        if claims.get("iss") != config.issuer:
-            raise InvalidClaims("wrong_issuer", "token was not issued by the trusted issuer")
+        if claims["iss"] not in config.issuers:
+            raise InvalidClaims("wrong_issuer", "token was not issued by a trusted issuer")
 
         token_use = claims.get("token_use")
-        if (config.cognito or token_use is not None) and token_use != config.token_use:
+        if (is_cognito_issuer(claims["iss"]) or token_use is not None) and token_use != config.token_use:
             raise InvalidClaims("wrong_token_use", f"expected an {config.token_use} token")
         if config.token_use == ACCESS:
             if claims.get("client_id") != config.client_id:
@@ -407,16 +566,32 @@ class JwtVerifier:
 
 
 def _check_jwk(jwk: Mapping[str, Any], alg: str) -> None:
-    """aws-jwt-verify's validateJwtHeaderAndJwk, plus the curve each EC/OKP algorithm needs."""
+    """aws-jwt-verify's validateJwtHeaderAndJwk, plus the curve each EC/OKP algorithm needs, the
+    public members' types, and no private members."""
     kty, curves = ALGORITHMS[alg]
     if "use" in jwk and jwk["use"] != "sig":
         raise UnacceptableKey("jwk_use", "JWK is not a signature key")
     if jwk.get("kty") != kty:
         raise UnacceptableKey("jwk_kty", f"JWK type does not fit {alg}")
-    if curves is not None and jwk.get("crv") not in curves:
-        raise UnacceptableKey("jwk_kty", f"JWK curve does not fit {alg}")
     if "alg" in jwk and jwk["alg"] != alg:
         raise UnacceptableKey("jwk_alg", "JWK is for another algorithm")
+    # A published private key means the issuer's key is compromised (and PyJWT would load it as
+    # a private key, which cannot verify).
+    if _PRIVATE_MEMBERS.intersection(jwk):
+        raise UnacceptableKey("jwk_private", "JWK carries private key members")
+    if not all(_is_text(jwk.get(member)) for member in _PUBLIC_MEMBERS[kty]):
+        raise UnacceptableKey("jwk_invalid", f"JWK lacks {'/'.join(_PUBLIC_MEMBERS[kty])} as strings")
+    if curves is not None and jwk["crv"] not in curves:
+        raise UnacceptableKey("jwk_kty", f"JWK curve does not fit {alg}")
+
+
+def _check_key_strength(key: jwt.PyJWK) -> None:
+    public = key.key
+    if isinstance(public, rsa.RSAPublicKey):
+        if public.key_size < MIN_RSA_BITS:
+            raise UnacceptableKey("jwk_weak", f"RSA key has {public.key_size} bits, under {MIN_RSA_BITS}")
+        if public.public_numbers().e < MIN_RSA_EXPONENT:
+            raise UnacceptableKey("jwk_weak", f"RSA public exponent is under {MIN_RSA_EXPONENT}")
 
 
 def _reject_constant(name: str) -> None:
@@ -435,7 +610,8 @@ def _json_object(raw: bytes, what: str) -> dict[str, Any]:
         value = json.loads(
             raw.decode("utf-8"), parse_constant=_reject_constant, object_pairs_hook=_reject_duplicates
         )
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        # ValueError covers integers past Python's 4300-digit limit; RecursionError, deep nesting.
         raise MalformedToken("malformed", f"token {what} is not JSON without duplicate names") from None
     if not isinstance(value, dict):
         raise MalformedToken("malformed", f"token {what} is not a JSON object")
@@ -450,8 +626,11 @@ def _decode_segment(segment: str, what: str) -> dict[str, Any]:
     return _json_object(raw, what)
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+def _is_numeric_date(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    # Compared as they are: float(10**4000) would raise OverflowError.
+    return (isinstance(value, int) or math.isfinite(value)) and 0 <= value <= _MAX_NUMERIC_DATE
 
 
 def _is_text(value: Any) -> bool:
@@ -461,12 +640,12 @@ def _is_text(value: Any) -> bool:
 # Claim -> (type test, required). aws-jwt-verify's assertJwtPayload, with exp and sub required:
 # API Gateway caches decisions per header, and the integration keys storage by sub.
 _CLAIM_TYPES: dict[str, tuple[Callable[[Any], bool], bool]] = {
-    "exp": (_is_number, True),
+    "exp": (_is_numeric_date, True),
     "sub": (_is_text, True),
     "iss": (_is_text, True),
-    "nbf": (_is_number, False),
-    "iat": (_is_number, False),
-    "auth_time": (_is_number, False),
+    "nbf": (_is_numeric_date, False),
+    "iat": (_is_numeric_date, False),
+    "auth_time": (_is_numeric_date, False),
     "aud": (lambda v: _is_text(v) or (isinstance(v, list) and all(_is_text(a) for a in v)), False),
     "client_id": (_is_text, False),
     "token_use": (_is_text, False),

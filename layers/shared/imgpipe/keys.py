@@ -20,18 +20,32 @@ ORIGINAL_NAME = "original"
 MANIFEST_NAME = "avatar.json"
 
 # Cognito subs are UUIDs; other issuers may use anything (Auth0's "auth0|123"), and
-# a key must never be steerable by a claim, so unsafe subjects map to a digest.
-_SAFE_SUBJECT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$")
-_UPLOAD_KEY = re.compile(r"^avatars/([^/]+)/original$")
+# a key must never be steerable by a claim, so unsafe subjects map to a digest. The digest
+# form has a namespace of its own ("u-"): every subject starting with it is hashed too, so
+# no subject can name the folder another subject's digest owns.
+_SAFE_SUBJECT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}")
+_DIGEST_PREFIX = "u-"
+_DIGEST = re.compile(r"u-[0-9a-f]{40}")
+_UPLOAD_KEY = re.compile(r"avatars/([^/]+)/original")
+
+
+def _is_safe_subject(sub: str) -> bool:
+    # fullmatch, not match with "$": "$" also matches before a final newline ("a\n").
+    return _SAFE_SUBJECT.fullmatch(sub) is not None and ".." not in sub and not sub.startswith(_DIGEST_PREFIX)
 
 
 def user_key(sub: str) -> str:
     """The path segment for a verified subject: the sub itself when key-safe, else a digest."""
     if not sub:
         raise ValueError("subject must not be empty")
-    if _SAFE_SUBJECT.match(sub) and ".." not in sub:
+    if _is_safe_subject(sub):
         return sub
-    return "u-" + hashlib.sha256(sub.encode()).hexdigest()[:40]
+    return _DIGEST_PREFIX + hashlib.sha256(sub.encode("utf-8", "surrogatepass")).hexdigest()[:40]
+
+
+def is_user_key(segment: str) -> bool:
+    """Whether `segment` is something `user_key` returns (a safe subject or a digest)."""
+    return _is_safe_subject(segment) or _DIGEST.fullmatch(segment) is not None
 
 
 def caller_user(authorizer_context: Mapping[str, Any] | None) -> str | None:
@@ -49,8 +63,8 @@ def upload_key(user: str) -> str:
 
 def user_from_upload_key(key: str) -> str | None:
     """The user an uploads-bucket key belongs to, or None if the key is not an upload key."""
-    match = _UPLOAD_KEY.match(key)
-    return match.group(1) if match else None
+    match = _UPLOAD_KEY.fullmatch(key)
+    return match.group(1) if match and is_user_key(match.group(1)) else None
 
 
 def user_prefix(user: str) -> str:
