@@ -84,6 +84,9 @@ chromium:
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	@# Every function's module is `app`: one mypy run each, with the shared layer on its path.
+	@for app in functions/*/app.py; do echo "mypy $$app"; $(VENV)/bin/mypy $$app || exit 1; done
 
 unit: setup
 	$(call pytest,tests/unit)

@@ -9,7 +9,8 @@ round-robin, one iteration at a time, so machine noise hits all of them alike.
     .venv/bin/python bench/run.py            # the full bench, a couple of minutes on 2 cores
     .venv/bin/python bench/run.py --quick    # 1 iteration on the 2 MP JPEG: is everything wired?
 
-Writes bench/results/<timestamp>.json and bench/results/latest.md, and prints the summary.
+Writes bench/results/<timestamp>.json and bench/results/latest.md, and prints the summary; then
+runs the S3 latency model of the processor's handler (bench/latency.py; --no-latency skips it).
 """
 
 from __future__ import annotations
@@ -456,6 +457,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-hostile", action="store_true", help="skip the hostile-input table (bench/hostile.py)"
     )
+    parser.add_argument("--no-latency", action="store_true", help="skip the S3 latency model (latency.py)")
     args = parser.parse_args(argv)
 
     impls = tuple(args.impls)
@@ -476,6 +478,12 @@ def main(argv: list[str] | None = None) -> int:
     # The hostile-input table belongs to the full run (a subset or a patch is a processing question).
     if not (args.quick or args.images or args.patch or args.no_hostile):
         status |= hostile.main([])
+    if not (args.images or args.patch or args.no_latency):
+        # The S3 latency model (bench/latency.py) measures the handler, not the imaging core.
+        latency = subprocess.run(
+            [sys.executable, str(BENCH / "latency.py"), *(["--quick"] if args.quick else [])]
+        )
+        status |= latency.returncode
     return status
 
 

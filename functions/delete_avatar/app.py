@@ -7,14 +7,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
-from aws_lambda_powertools.event_handler.exceptions import UnauthorizedError
+from aws_lambda_powertools import Metrics
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from imgpipe import erase, invalidation, keys, settings
+from imgpipe import api, erase, invalidation, observability, settings
 
 
 @dataclass(frozen=True)
@@ -32,25 +31,25 @@ class Settings:
 
 SETTINGS = settings.load(Settings)
 
-logger = Logger()
-tracer = Tracer()
+logger = observability.logger()
+tracer = observability.tracer()
 metrics = Metrics()
 app = APIGatewayHttpResolver()
 s3 = boto3.client("s3")
 sqs = boto3.client("sqs") if SETTINGS.distribution_id else None
 
 
-def _caller_user() -> str:
-    user = keys.caller_user(app.current_event.request_context.authorizer.get_lambda)
-    if user is None:
-        raise UnauthorizedError("Unauthorized")
-    return user
+@app.exception_handler(erase.EraseError)  # type: ignore[untyped-decorator]  # unannotated in Powertools
+def _incomplete(error: erase.EraseError) -> Response[str]:
+    # Nothing is reported erased that was not, and a second call finishes the job.
+    logger.error("erase incomplete", extra={"detail": str(error)})
+    metrics.add_metric(name="AvatarEraseIncomplete", unit=MetricUnit.Count, value=1)
+    return api.error(503, "Some objects could not be deleted yet; retry the request.")
 
 
 @app.delete("/avatars")
-@tracer.capture_method
 def delete_avatar() -> dict[str, Any]:
-    user = _caller_user()
+    user = api.caller(app)
     result = erase.erase_avatar(
         s3, user=user, uploads_bucket=SETTINGS.uploads_bucket, assets_bucket=SETTINGS.assets_bucket
     )

@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import SQSEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from imgpipe import invalidation, settings
+from imgpipe import invalidation, observability, settings
 
 
 @dataclass(frozen=True)
@@ -25,8 +25,8 @@ class Settings:
 
 
 SETTINGS = settings.load(Settings)
-logger = Logger()
-tracer = Tracer()
+logger = observability.logger()
+tracer = observability.tracer()
 metrics = Metrics()
 cloudfront = boto3.client("cloudfront")
 

@@ -2,42 +2,38 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
-from aws_lambda_powertools.event_handler.exceptions import BadRequestError, UnauthorizedError
+from aws_lambda_powertools import Metrics
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
-from imgpipe import keys, settings, uploads
+from imgpipe import api, observability, settings, uploads
+from imgpipe.spec import AvatarSpec
 
 
 @dataclass(frozen=True)
 class Settings:
     uploads_bucket: str = settings.env("UPLOADS_BUCKET")
-    max_upload_bytes: int = settings.env("MAX_UPLOAD_BYTES")
     upload_url_ttl_seconds: int = settings.env("UPLOAD_URL_TTL_SECONDS")
     assets_base_url: str = settings.env("ASSETS_BASE_URL")
-    renditions: str = settings.env("RENDITIONS")
 
     def validate(self) -> None:
-        for name in ("max_upload_bytes", "upload_url_ttl_seconds"):
-            if getattr(self, name) < 1:
-                raise settings.SettingsError(f"{name.upper()} must be a positive integer")
-        uploads.first_rendition_name(self.renditions)
+        if self.upload_url_ttl_seconds < 1:
+            raise settings.SettingsError("UPLOAD_URL_TTL_SECONDS must be a positive integer")
 
 
 SETTINGS = settings.load(Settings)
-AVATAR_RENDITION = uploads.first_rendition_name(SETTINGS.renditions)
+# RENDITIONS and MAX_UPLOAD_BYTES, read and checked exactly as the processor reads them.
+SPEC = AvatarSpec.from_environ()
 
-logger = Logger()
-tracer = Tracer()
+logger = observability.logger()
+tracer = observability.tracer()
 metrics = Metrics()
 app = APIGatewayHttpResolver()
 # Presigned POST policies must be SigV4-signed; signing is local, so no request is made here.
@@ -47,46 +43,27 @@ app = APIGatewayHttpResolver()
 s3 = boto3.client("s3", config=Config(signature_version="s3v4", s3={"addressing_style": "virtual"}))
 
 
-def _caller_user() -> str:
-    user = keys.caller_user(app.current_event.request_context.authorizer.get_lambda)
-    if user is None:
-        raise UnauthorizedError("Unauthorized")
-    return user
-
-
-def _bad_request(message: str) -> BadRequestError:
+@app.exception_handler(uploads.UploadRequestError)  # type: ignore[untyped-decorator]  # unannotated in Powertools
+def _refused(error: uploads.UploadRequestError) -> Response[str]:
     # Counted, so a client stuck sending bad requests shows on the dashboard.
     metrics.add_metric(name="UploadRequestRefused", unit=MetricUnit.Count, value=1)
-    return BadRequestError(message)
-
-
-def _requested_content_type() -> str:
-    try:
-        body = json.loads(app.current_event.decoded_body or "")
-    except (ValueError, UnicodeDecodeError):
-        raise _bad_request('body must be JSON like {"contentType": "image/png"}') from None
-    if not isinstance(body, dict) or "contentType" not in body:
-        raise _bad_request('body must be JSON like {"contentType": "image/png"}')
-    try:
-        return uploads.normalize_content_type(body["contentType"])
-    except uploads.UploadRequestError as error:
-        raise _bad_request(str(error)) from None
+    return api.error(400, str(error))
 
 
 @app.post("/avatars/key_upload")
-@tracer.capture_method
 def key_upload() -> dict[str, Any]:
-    user = _caller_user()
-    content_type = _requested_content_type()
+    user = api.caller(app)
+    event = app.current_event
+    content_type = uploads.requested_content_type(event.body, base64_encoded=bool(event.is_base64_encoded))
     upload = uploads.presign_avatar_upload(
         s3,
         bucket=SETTINGS.uploads_bucket,
         user=user,
         content_type=content_type,
-        max_bytes=SETTINGS.max_upload_bytes,
+        max_bytes=SPEC.max_upload_bytes,
         expires_in=SETTINGS.upload_url_ttl_seconds,
         assets_base_url=SETTINGS.assets_base_url,
-        rendition_name=AVATAR_RENDITION,
+        avatar_filename=SPEC.avatar_filename,
     )
     logger.info(
         "presigned upload",

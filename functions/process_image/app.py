@@ -8,53 +8,48 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.config import Config
 
-from imgpipe import avatars, imaging, settings
+from imgpipe import avatar_store, avatars, imaging, observability, settings
 from imgpipe.settings import SettingsError, env
+from imgpipe.spec import AvatarSpec
 
 
 @dataclass(frozen=True)
 class Settings:
     uploads_bucket: str = env("UPLOADS_BUCKET")
     assets_bucket: str = env("ASSETS_BUCKET")
-    max_upload_bytes: int = env("MAX_UPLOAD_BYTES", 25 * 1024 * 1024)
-    max_image_pixels: int = env("MAX_IMAGE_PIXELS", 50_000_000)
-    renditions: str = env("RENDITIONS", "512x512:cover,256x256:cover,128x128:cover")
-    output_formats: tuple[str, ...] = env("OUTPUT_FORMATS", ("jpeg", "webp"))
-    jpeg_quality: int = env("JPEG_QUALITY", 82)
-    webp_quality: int = env("WEBP_QUALITY", 80)
 
-    def validate(self) -> None:
-        try:
-            self.config()
-        except ValueError as error:
-            raise SettingsError(f"processor settings are invalid: {error}") from None
 
-    def config(self) -> avatars.Config:
-        return avatars.Config(
-            uploads_bucket=self.uploads_bucket,
-            assets_bucket=self.assets_bucket,
-            options=imaging.Options(
-                renditions=imaging.parse_renditions(self.renditions),
-                formats=self.output_formats,
-                jpeg_quality=self.jpeg_quality,
-                webp_quality=self.webp_quality,
-                max_bytes=self.max_upload_bytes,
-                max_pixels=self.max_image_pixels,
-            ),
+def _config(buckets: Settings, spec: AvatarSpec) -> avatars.Config:
+    try:
+        options = imaging.Options(
+            renditions=spec.renditions,
+            formats=spec.formats,
+            jpeg_quality=spec.jpeg_quality,
+            webp_quality=spec.webp_quality,
+            max_bytes=spec.max_upload_bytes,
+            max_pixels=spec.max_image_pixels,
         )
+    except ValueError as error:  # e.g. avif on a Pillow built without it
+        raise SettingsError(f"processor settings are invalid: {error}") from None
+    return avatars.Config(
+        uploads_bucket=buckets.uploads_bucket, assets_bucket=buckets.assets_bucket, options=options
+    )
 
 
 SETTINGS = settings.load(Settings)
-CONFIG = SETTINGS.config()
-logger = Logger()
-tracer = Tracer()
+SPEC = AvatarSpec.from_environ()
+CONFIG = _config(SETTINGS, SPEC)
+logger = observability.logger()
+tracer = observability.tracer()
 metrics = Metrics()
-s3 = boto3.client("s3")
+# As many pooled connections as requests the processor sends at once (else each step reconnects).
+s3 = boto3.client("s3", config=Config(max_pool_connections=avatar_store.PARALLEL_REQUESTS))
 
 
 @logger.inject_lambda_context

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from imgpipe_local import template as template_module
 from imgpipe_local.cdn import Cdn
 from imgpipe_local.dispatcher import Dispatcher
@@ -97,17 +99,21 @@ class DemoUser:
 
 
 class WebPage:
-    """Static files of web/ plus /config.json, the page's pointer to the stack's endpoints."""
+    """Static files of web/ plus /config.json, the page's pointer to the stack's endpoints, and
+    /openapi.json, docs/openapi.yaml naming this stack's API as its server."""
 
-    def __init__(self, folder: Path, config: dict[str, Any]) -> None:
+    def __init__(self, folder: Path, config: dict[str, Any], openapi: dict[str, Any] | None = None) -> None:
         self.folder = folder.resolve()
         self.config = config
+        self.openapi = openapi
 
     def handle(self, request: Request) -> Response:
         if request.method not in ("GET", "HEAD"):
             return Response(405, [("Allow", "GET, HEAD")])
         if request.path == "/config.json":
             return Response.json(200, self.config, [("Cache-Control", "no-store")])
+        if request.path == "/openapi.json" and self.openapi is not None:
+            return Response.json(200, self.openapi, [("Cache-Control", "no-store")])
         relative = request.path.lstrip("/") or "index.html"
         path = (self.folder / relative).resolve()
         if path.is_dir():
@@ -268,7 +274,16 @@ class LocalStack:
         self._servers["cdn"].start(
             Cdn(self.template.cdn, s3) if self.template.cdn is not None else NotFound()
         )
-        self._servers["web"].start(WebPage(self.web_dir, self.web_config))
+        openapi = self.root / "docs" / "openapi.yaml"
+        self._servers["web"].start(
+            WebPage(
+                self.web_dir,
+                self.web_config,
+                {**yaml.safe_load(openapi.read_text()), "servers": [{"url": self.api_url}]}
+                if openapi.is_file()
+                else None,
+            )
+        )
         for trigger in triggers:
             function = self.template.functions[trigger.function]
             dead_letter = function.event_invoke.on_failure_queue

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from imgpipe_local.client import Client
 from tests.e2e.conftest import E2EStack
+from tests.openapi_support import check_http
 
 ROUTES = [("POST", "/avatars/key_upload"), ("DELETE", "/avatars")]
 
@@ -154,6 +155,7 @@ def test_preflight_is_answered_without_a_token(
     )
 
     assert response.status_code in (200, 204)
+    check_http(response)  # as docs/openapi.yaml describes it
     assert response.headers.get("Access-Control-Allow-Origin") == stack.origin
     assert method in response.headers.get("Access-Control-Allow-Methods", "").upper()
     allowed_headers = response.headers.get("Access-Control-Allow-Headers", "").lower()

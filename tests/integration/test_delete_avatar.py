@@ -14,6 +14,7 @@ from imgpipe import invalidation
 from imgpipe_local.handlers import Handler, load_handler
 from tests.aws_support import create_distribution
 from tests.conftest import FUNCTIONS, load_event
+from tests.openapi_support import check_function_answer
 
 UPLOADS = "imgpipe-uploads-test"
 ASSETS = "imgpipe-assets-test"
@@ -103,6 +104,8 @@ def invalidations(aws: dict[str, Any]) -> int:
 
 def invoke(handler: Handler, event: dict[str, Any], lambda_context: Any) -> tuple[int, dict[str, Any]]:
     response = handler(event, lambda_context)
+    # Every answer these tests provoke is held to docs/openapi.yaml.
+    check_function_answer(event, response)
     return int(response["statusCode"]), json.loads(response["body"])
 
 
@@ -215,10 +218,14 @@ def test_an_object_s3_refuses_to_delete_fails_the_request(
     monkeypatch.setenv("UPLOADS_BUCKET", "imgpipe-locked-test")
     handler = load(monkeypatch, aws["distribution_id"])
 
-    # Then the handler fails (a 500 at the API) instead of reporting a partial erase as done,
-    # and nothing is queued for invalidation until the objects are really gone
-    with pytest.raises(RuntimeError, match="AccessDenied"):
-        handler(load_event("delete_avatar"), lambda_context)
+    # When the caller asks to erase
+    status, body = invoke(handler, load_event("delete_avatar"), lambda_context)
+
+    # Then the answer says to retry instead of reporting a partial erase as done (the detail,
+    # which names buckets and keys, stays in the log), and nothing is queued for invalidation
+    # until the objects are really gone
+    assert status == 503
+    assert body == {"statusCode": 503, "message": "Some objects could not be deleted yet; retry the request."}
     assert queued_users(aws) == []
 
 

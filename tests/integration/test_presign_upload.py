@@ -10,17 +10,17 @@ from __future__ import annotations
 import base64
 import io
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
 import requests
-from moto.server import ThreadedMotoServer
 from PIL import Image
 
+from imgpipe.settings import SettingsError
 from imgpipe_local.handlers import Handler, load_handler
 from tests.conftest import FUNCTIONS, load_event
+from tests.openapi_support import check_function_answer
 
 BUCKET = "imgpipe-uploads-test"
 SUB = "3f1c2a9e-8b7d-4e6f-9a01-23456789abcd"  # the sub in events/presign_upload_key_upload.json
@@ -28,15 +28,6 @@ CDN = "https://d111111abcdef8.cloudfront.net"
 
 # Refused requests publish no metric, which Powertools mentions once per flush.
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 @pytest.fixture
@@ -89,9 +80,14 @@ def png_bytes() -> bytes:
     return out.getvalue()
 
 
-def invoke(handler: Handler, event: dict[str, Any], lambda_context: Any) -> tuple[int, dict[str, Any]]:
+def invoke(
+    handler: Handler, event: dict[str, Any], lambda_context: Any, *, documented: bool = True
+) -> tuple[int, dict[str, Any]]:
     response = handler(event, lambda_context)
     assert response["headers"]["Content-Type"] == "application/json"
+    if documented:
+        # Every answer these tests provoke is held to docs/openapi.yaml.
+        check_function_answer(event, response)
     return int(response["statusCode"]), json.loads(response["body"])
 
 
@@ -248,19 +244,20 @@ def test_other_routes_are_404(handler: Handler, lambda_context: Any):
     event["rawPath"] = event["requestContext"]["http"]["path"] = "/avatars/other"
     event["routeKey"] = event["requestContext"]["routeKey"] = "POST /avatars/other"
 
-    status, _ = invoke(handler, event, lambda_context)
+    # (a route the API does not have: API Gateway itself would answer, never the function)
+    status, _ = invoke(handler, event, lambda_context, documented=False)
 
     assert status == 404
 
 
 def test_missing_setting_fails_the_cold_start(s3: Any, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("UPLOADS_BUCKET", BUCKET)
-    monkeypatch.setenv("UPLOAD_URL_TTL_SECONDS", "120")
+    monkeypatch.setenv("MAX_UPLOAD_BYTES", "1048576")
     monkeypatch.setenv("ASSETS_BASE_URL", CDN)
     monkeypatch.setenv("RENDITIONS", "512x512:cover")
-    monkeypatch.delenv("MAX_UPLOAD_BYTES", raising=False)
+    monkeypatch.delenv("UPLOAD_URL_TTL_SECONDS", raising=False)
 
-    with pytest.raises(RuntimeError, match="MAX_UPLOAD_BYTES"):
+    with pytest.raises(RuntimeError, match="UPLOAD_URL_TTL_SECONDS"):
         load_handler(FUNCTIONS / "presign_upload")
 
 
@@ -280,3 +277,33 @@ def test_in_aws_the_url_is_the_buckets_regional_endpoint(
     assert status == 200
     assert body["url"] == f"https://{BUCKET}.s3.eu-west-1.amazonaws.com/"
     assert body["fields"]["x-amz-credential"].endswith("/eu-west-1/s3/aws4_request")
+
+
+@pytest.mark.parametrize(
+    ("renditions", "complaint"),
+    [
+        ("512 x 512:cover", "RENDITIONS: rendition '512 x 512:cover' is not WIDTHxHEIGHT"),
+        ("0512x512:cover", "RENDITIONS: .* without leading zeros"),
+        ("9999x9999:cover", r"RENDITIONS: rendition sides must be integers in 1\.\.4096"),
+    ],
+)
+def test_a_rendition_spec_the_processor_refuses_fails_the_cold_start_too(
+    handler_env: None, monkeypatch: pytest.MonkeyPatch, renditions: str, complaint: str
+):
+    # The same parser as the processor (imgpipe.spec), the same message: the two cannot disagree.
+    monkeypatch.setenv("RENDITIONS", renditions)
+
+    with pytest.raises(SettingsError, match=complaint):
+        load_handler(FUNCTIONS / "presign_upload")
+
+
+def test_the_avatar_url_names_the_first_rendition(
+    s3: Any, handler_env: None, monkeypatch: pytest.MonkeyPatch, lambda_context: Any
+):
+    monkeypatch.setenv("RENDITIONS", " 640x480:contain, 96x96")
+    handler = load_handler(FUNCTIONS / "presign_upload")
+
+    status, body = invoke(handler, load_event("presign_upload_key_upload"), lambda_context)
+
+    assert status == 200
+    assert body["avatarUrl"] == f"{CDN}/avatars/{SUB}/640x480.jpg"

@@ -1,12 +1,13 @@
-"""The pure half of imgpipe.avatars: event ordering and the avatar.json document."""
+"""imgpipe.avatar_doc, the pure half of the processor: event ordering and the avatar.json document."""
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from imgpipe import avatars, imaging
+from imgpipe import avatar_doc, imaging
 
 
 @pytest.mark.parametrize(
@@ -29,18 +30,18 @@ from imgpipe import avatars, imaging
         (None, None, 0),
     ],
 )
-def test_compare_sequencers(a, b, expected):
-    assert avatars.compare_sequencers(a, b) == expected
-    assert avatars.compare_sequencers(b, a) == -expected
+def test_compare_sequencers(a: str | None, b: str | None, expected: int) -> None:
+    assert avatar_doc.compare_sequencers(a, b) == expected
+    assert avatar_doc.compare_sequencers(b, a) == -expected
 
 
-def test_skip_reason_orders_events_against_the_stored_sequencer():
+def test_skip_reason_orders_events_against_the_stored_sequencer() -> None:
     doc = {"sequencer": "0066A4E39C2F8B1D27"}
-    assert avatars.skip_reason("0066A4E39C2F8B1D27", doc) == "duplicate"
-    assert avatars.skip_reason("0066A4E39C2F8B1D", doc) == "stale"
-    assert avatars.skip_reason("0066A4E39C2F8B1D28", doc) is None
-    assert avatars.skip_reason("0066A4E39C2F8B1E", doc) is None
-    assert avatars.skip_reason("00", None) is None
+    assert avatar_doc.skip_reason("0066A4E39C2F8B1D27", doc) == "duplicate"
+    assert avatar_doc.skip_reason("0066A4E39C2F8B1D", doc) == "stale"
+    assert avatar_doc.skip_reason("0066A4E39C2F8B1D28", doc) is None
+    assert avatar_doc.skip_reason("0066A4E39C2F8B1E", doc) is None
+    assert avatar_doc.skip_reason("00", None) is None
 
 
 def _result() -> imaging.Result:
@@ -71,8 +72,8 @@ def _result() -> imaging.Result:
     )
 
 
-def test_avatar_section_lists_every_output_with_both_urls():
-    avatar = avatars.avatar_section("u1", _result())
+def test_avatar_section_lists_every_output_with_both_urls() -> None:
+    avatar = avatar_doc.avatar_section("u1", _result())
     assert avatar["version"] == "0123456789abcdef"
     assert avatar["source"] == {"format": "png", "width": 2000, "height": 1000}
     assert avatar["placeholder"].startswith("data:")
@@ -92,9 +93,9 @@ def test_avatar_section_lists_every_output_with_both_urls():
     ]
 
 
-def test_ready_doc_has_the_contract_shape_and_is_json():
-    avatar = avatars.avatar_section("u1", _result())
-    doc = avatars.ready_doc(
+def test_ready_doc_has_the_contract_shape_and_is_json() -> None:
+    avatar = avatar_doc.avatar_section("u1", _result())
+    doc = avatar_doc.ready_doc(
         user="u1", upload_id="up-1", sequencer="0A", avatar=avatar, at="2026-11-28T15:00:00Z"
     )
     assert json.loads(json.dumps(doc)) == doc
@@ -107,16 +108,17 @@ def test_ready_doc_has_the_contract_shape_and_is_json():
             "reason": None,
             "message": None,
             "at": "2026-11-28T15:00:00Z",
+            "originalVersionId": None,
         },
         "avatar": avatar,
         "sequencer": "0A",
     }
 
 
-def test_rejected_doc_keeps_the_previous_avatar():
-    avatar = avatars.avatar_section("u1", _result())
-    previous = avatars.ready_doc(user="u1", upload_id="up-1", sequencer="0A", avatar=avatar, at="t0")
-    doc = avatars.rejected_doc(
+def test_rejected_doc_keeps_the_previous_avatar() -> None:
+    avatar = avatar_doc.avatar_section("u1", _result())
+    previous = avatar_doc.ready_doc(user="u1", upload_id="up-1", sequencer="0A", avatar=avatar, at="t0")
+    doc = avatar_doc.rejected_doc(
         previous,
         user="u1",
         upload_id="up-2",
@@ -133,23 +135,107 @@ def test_rejected_doc_keeps_the_previous_avatar():
         "reason": "not_an_image",
         "message": "This file is not an image.",
         "at": "t1",
+        "originalVersionId": None,
     }
 
 
-def test_rejected_first_upload_has_no_avatar():
-    doc = avatars.rejected_doc(
+def test_rejected_first_upload_has_no_avatar() -> None:
+    doc = avatar_doc.rejected_doc(
         None, user="u1", upload_id=None, sequencer="01", reason="truncated", message="m", at="t"
     )
     assert doc["avatar"] is None
     assert doc["latest"]["state"] == "rejected"
 
 
-def test_too_big_message_is_readable():
-    assert avatars.too_big_message(12_582_912, 10_485_760) == (
+def test_too_big_message_is_readable() -> None:
+    assert avatar_doc.too_big_message(12_582_912, 10_485_760) == (
         "The file is 12,582,912 bytes; the largest accepted upload is 10,485,760 bytes."
     )
 
 
-def test_utc_now_is_iso_utc():
-    assert avatars.utc_now().endswith("Z")
-    assert "T" in avatars.utc_now()
+def test_utc_now_is_iso_utc() -> None:
+    assert avatar_doc.utc_now().endswith("Z")
+    assert "T" in avatar_doc.utc_now()
+
+
+def test_a_replay_is_another_stored_version_of_the_upload_id_avatar_json_reports_on() -> None:
+    doc = avatar_doc.ready_doc(
+        user="u1", upload_id="up-1", sequencer="0A", avatar={}, at="t", original_version="v1"
+    )
+    assert avatar_doc.is_replay(doc, upload_id="up-1", original_version="v2")
+    # the very version avatar.json came from (an event delivered again under a newer sequencer)
+    assert not avatar_doc.is_replay(doc, upload_id="up-1", original_version="v1")
+    # another upload, or nothing to compare with
+    assert not avatar_doc.is_replay(doc, upload_id="up-2", original_version="v2")
+    assert not avatar_doc.is_replay(doc, upload_id=None, original_version="v2")
+    assert not avatar_doc.is_replay(doc, upload_id="up-1", original_version=None)
+    assert not avatar_doc.is_replay(None, upload_id="up-1", original_version="v2")
+    older = {**doc, "latest": {**doc["latest"], "originalVersionId": None}}  # written before the field
+    assert not avatar_doc.is_replay(older, upload_id="up-1", original_version="v2")
+
+
+def test_a_rerender_applies_on_the_same_sequencer_but_not_on_a_newer_one() -> None:
+    doc = {"sequencer": "0066A4E39C2F8B1D27"}
+    assert avatar_doc.skip_reason("0066A4E39C2F8B1D27", doc, rerender=True) is None
+    assert avatar_doc.skip_reason("0066A4E39C2F8B1D", doc, rerender=True) == "stale"
+
+
+def test_stale_copies_are_those_not_holding_the_avatars_version() -> None:
+    avatar = avatar_doc.avatar_section("u1", _result())
+    held = {
+        "avatars/u1/512x512.jpg": "0123456789abcdef",
+        "avatars/u1/512x512.webp": "fedcba9876543210",
+        # 128x128.jpg: missing
+    }
+    stale = avatar_doc.stale_copies(avatar, held)
+    assert [(c.stable_key, c.versioned_key, c.content_type) for c in stale] == [
+        ("avatars/u1/512x512.webp", "avatars/u1/v/0123456789abcdef/512x512.webp", "image/webp"),
+        ("avatars/u1/128x128.jpg", "avatars/u1/v/0123456789abcdef/128x128.jpg", "image/jpeg"),
+    ]
+
+
+def test_shown_version_is_the_avatar_a_doc_shows_whatever_its_latest_state() -> None:
+    avatar = avatar_doc.avatar_section("u1", _result())
+    ready = avatar_doc.ready_doc(user="u1", upload_id="a", sequencer="0A", avatar=avatar, at="t")
+    rejected = avatar_doc.rejected_doc(
+        ready, user="u1", upload_id="b", sequencer="0B", reason="empty", message="m", at="t"
+    )
+    assert avatar_doc.shown_version(ready) == avatar_doc.shown_version(rejected) == "0123456789abcdef"
+    assert avatar_doc.shown_version(None) is None
+    assert (
+        avatar_doc.shown_version(
+            avatar_doc.rejected_doc(
+                None, user="u1", upload_id="b", sequencer="0B", reason="empty", message="m", at="t"
+            )
+        )
+        is None
+    )
+
+
+def test_renditions_expire_unless_kept_or_young() -> None:
+    now = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+    old, young = now - timedelta(hours=2), now - timedelta(seconds=5)
+
+    def stored(
+        version: str, when: datetime, names: tuple[str, ...] = ("a.jpg", "a.webp")
+    ) -> list[avatar_doc.StoredObject]:
+        return [avatar_doc.StoredObject(f"avatars/u1/v/{version}/{name}", when) for name in names]
+
+    objects = [
+        *stored("current", old),
+        *stored("previous", old),
+        *stored("replaced", old),
+        *stored("in-flight", young),
+        # one young object keeps its whole version (its other renditions may be older)
+        avatar_doc.StoredObject("avatars/u1/v/mixed/a.jpg", old),
+        avatar_doc.StoredObject("avatars/u1/v/mixed/a.webp", young),
+        # never touched: not a versioned rendition of this user
+        avatar_doc.StoredObject("avatars/u1/a.jpg", old),
+        avatar_doc.StoredObject("avatars/u2/v/replaced/a.jpg", old),
+    ]
+
+    expired = avatar_doc.renditions_to_expire(
+        "u1", objects, keep={"current", "previous", None}, written_before=now - timedelta(minutes=15)
+    )
+
+    assert expired == ["avatars/u1/v/replaced/a.jpg", "avatars/u1/v/replaced/a.webp"]

@@ -175,3 +175,21 @@ def test_refuses_anything_but_a_user_key(aws: Any, user: str):
         run(s3, user=user)
 
     assert len(uploads_entries(s3, "avatars/")) == 4
+
+
+def test_originals_are_gone_before_the_assets_are_listed(aws: Any) -> None:
+    # The processor relies on this order: an upload being processed checks that its original
+    # still exists after its last write; if it does, this listing has not happened yet and will
+    # see everything the processor wrote (imgpipe.avatars).
+    s3 = aws
+    seed_user(s3, "ab")
+    calls: list[tuple[str, str]] = []
+    s3.meta.events.register(
+        "provide-client-params.s3", lambda params, model, **_: calls.append((model.name, params["Bucket"]))
+    )
+
+    run(s3)
+
+    first_assets_listing = calls.index(("ListObjectsV2", ASSETS))
+    assert ("DeleteObjects", UPLOADS) in calls[:first_assets_listing]
+    assert all(bucket == ASSETS for _, bucket in calls[first_assets_listing:])

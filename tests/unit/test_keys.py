@@ -91,3 +91,19 @@ def test_upload_keys_round_trip_and_other_keys_are_not_uploads() -> None:
     assert keys.user_from_upload_key("avatars/abc/original\n") is None
     assert keys.user_from_upload_key("avatars/a\n/original") is None
     assert keys.user_from_upload_key("avatars/../original") is None
+
+
+def test_versioned_keys_name_their_version_and_nothing_else_does():
+    key = keys.versioned_key("u1", "0123456789abcdef", "512x512.jpg")
+    assert key == "avatars/u1/v/0123456789abcdef/512x512.jpg"
+    assert key.startswith(keys.versions_prefix("u1"))
+    assert keys.version_in_key("u1", key) == "0123456789abcdef"
+    for other in (
+        keys.stable_key("u1", "512x512.jpg"),
+        keys.manifest_key("u1"),
+        keys.versioned_key("u2", "0123456789abcdef", "512x512.jpg"),  # another user's
+        "avatars/u1/v/0123456789abcdef/",
+        "avatars/u1/v/0123456789abcdef/deeper/512x512.jpg",
+        "avatars/u1/v//512x512.jpg",
+    ):
+        assert keys.version_in_key("u1", other) is None, other

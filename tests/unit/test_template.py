@@ -136,6 +136,19 @@ def test_processor_cannot_create_objects_in_the_uploads_bucket():
     assert not allows("ProcessImageFunction", "s3:PutObject", s3(ASSETS, "index.html"))
 
 
+def test_processor_deletes_only_in_the_assets_bucket():
+    # Expiring replaced renditions and taking back an erased avatar's writes: deletes (conditional
+    # ones need GetObject too) and a listing of the versioned renditions, in the assets bucket.
+    for key in ASSET_KEYS:
+        assert allows("ProcessImageFunction", "s3:DeleteObject", s3(ASSETS, key))
+        assert allows("ProcessImageFunction", "s3:GetObject", s3(ASSETS, key))
+    assert allows("ProcessImageFunction", "s3:ListBucket", s3(ASSETS))
+    assert not allows("ProcessImageFunction", "s3:DeleteObject", s3(ASSETS, "index.html"))
+    for key in (UPLOAD_KEY, f"avatars/{USER}/other"):
+        for action in ("s3:DeleteObject", "s3:DeleteObjectVersion"):
+            assert not allows("ProcessImageFunction", action, s3(UPLOADS, key)), (action, key)
+
+
 def test_processor_reads_a_missing_object_as_404_not_403():
     # S3 says 404 only to a caller allowed to list the bucket; a 403 would read as a transient error.
     for bucket in (UPLOADS, ASSETS):

@@ -53,7 +53,7 @@ def presign(s3: Any = None, **overrides: Any) -> dict[str, Any]:
         "max_bytes": MAX_BYTES,
         "expires_in": TTL,
         "assets_base_url": "https://d111111abcdef8.cloudfront.net",
-        "rendition_name": "512x512",
+        "avatar_filename": "512x512.jpg",
     } | overrides
     return uploads.presign_avatar_upload(s3 or s3_client(), **args)
 
@@ -239,14 +239,33 @@ def test_size_limit_must_be_positive() -> None:
 
 
 @pytest.mark.parametrize(
-    ("spec", "name"),
-    [("512x512:cover,256x256:cover", "512x512"), ("640x480", "640x480"), (" 96x96:contain ", "96x96")],
+    ("body", "base64_encoded", "content_type"),
+    [
+        ('{"contentType": "image/png"}', False, "image/png"),
+        ('{"contentType": " IMAGE/JPEG "}', False, "image/jpeg"),
+        (base64.b64encode(b'{"contentType": "image/gif"}').decode(), True, "image/gif"),
+    ],
 )
-def test_first_rendition_name(spec: str, name: str) -> None:
-    assert uploads.first_rendition_name(spec) == name
+def test_requested_content_type(body: str, base64_encoded: bool, content_type: str) -> None:
+    assert uploads.requested_content_type(body, base64_encoded=base64_encoded) == content_type
 
 
-@pytest.mark.parametrize("spec", ["", "cover", "0x512:cover", "512:cover", "../x:cover", "512x512x3"])
-def test_first_rendition_name_refuses_junk(spec: str) -> None:
-    with pytest.raises(ValueError, match="RENDITIONS"):
-        uploads.first_rendition_name(spec)
+@pytest.mark.parametrize(
+    ("body", "base64_encoded", "message"),
+    [
+        (None, False, "body must be JSON"),
+        ("", False, "body must be JSON"),
+        ("{not json", False, "body must be JSON"),
+        ('["image/png"]', False, "body must be JSON"),
+        ('{"content_type": "image/png"}', False, "body must be JSON"),
+        ("not base64!", True, "body must be JSON"),
+        (base64.b64encode(b"\xff\xfe{").decode(), True, "body must be JSON"),
+        ('{"contentType": 42}', False, "contentType must be a string"),
+        ('{"contentType": "image/svg+xml"}', False, "is not accepted"),
+    ],
+)
+def test_requested_content_type_refuses_with_a_message(
+    body: str | None, base64_encoded: bool, message: str
+) -> None:
+    with pytest.raises(uploads.UploadRequestError, match=message):
+        uploads.requested_content_type(body, base64_encoded=base64_encoded)

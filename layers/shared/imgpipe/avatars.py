@@ -1,56 +1,93 @@
-"""Turn one upload event into renditions, a manifest and a status in the assets bucket.
+"""Apply one stored upload: renditions, stable copies and avatar.json in the assets bucket.
 
-The S3 client and bucket names are passed in (`Config`), so the same code runs in
-Lambda, in the local stack and in tests against moto. Everything that decides *what*
-to write (sequencer order, the avatar.json document) is a small pure function; the
-rest moves bytes.
+`imgpipe.avatar_doc` decides what to write (pure), `imgpipe.avatar_store` moves the bytes (S3);
+this module is the order of the steps. `handle_upload` takes an S3 event's fields;
+`apply_upload` is the unit itself, for anything else that names an original (a backfill).
 
-Ordering and idempotency rest on S3's per-key event `sequencer`, stored in
-avatar.json with the upload it describes:
-- an event whose sequencer is not newer than the stored one is a duplicate or an
-  older upload arriving late, and changes nothing;
-- avatar.json is committed with a conditional write against the ETag read, so two
-  concurrent processors cannot both win; the loser re-reads and re-decides;
-- stable copies are written just before the commit (so "ready" never names a picture the
-  stable URL does not show yet) and checked against the committed document afterwards,
-  so a slow older writer can never leave its renditions at the stable URLs.
+The common path is four S3 round trips, whatever the number of renditions:
+
+1. read avatar.json  ||  get the original
+   (decode, resize, encode: no S3)
+2. put every versioned rendition  ||  put every stable copy  ||  list the versioned renditions
+3. commit avatar.json: a conditional PUT (If-Match the ETag read in 1, If-None-Match: * when
+   there was none)
+4. HEAD every stable copy  ||  HEAD the original  ||  delete expired renditions
+
+Why this order is safe (S3 is strongly consistent: a read that starts after a write completed
+sees it, LIST included; conditional writes are atomic):
+
+- Order and idempotency. avatar.json stores the S3 `sequencer` of the upload it describes. An
+  event not newer than it is a duplicate or arrived late and changes nothing. The commit is
+  conditional on the document read in step 1, so of two concurrent runs only one commits on top
+  of a given document; the other re-reads it and re-decides (a newer run retries on top of it,
+  an older one gives up). A new S3 version of an upload id avatar.json already reports on is a
+  replayed presigned POST and is skipped.
+- Files before the document. Versioned renditions and stable copies are all written (step 2)
+  before the commit (step 3), so once avatar.json says "ready", every URL it names serves the
+  new picture.
+- Who settles the stable copies. They are shared by every run of the user and written before
+  the commit, so a run that loses a race may have overwritten the winner's. Every run that
+  writes stable copies checks them afterwards, reading state that is newer than its own writes:
+  - a run that committed HEADs its stable copies after the commit (step 4). This cannot be
+    skipped even when the commit succeeded at the first attempt: a settling run (a duplicate
+    event, or a loser) may have read the previous document and copied *its* renditions over
+    ours between our step 2 and our step 3 — it re-read avatar.json before we committed, saw
+    its own version still current, and stopped. Only we can see that after our commit.
+  - a run that did not commit (stale, duplicate, lost the race) settles: it reads avatar.json,
+    HEADs the stable copies, copies the committed renditions over the stale ones, and re-reads
+    avatar.json; it stops when the document read after its copies names the version it copied
+    (any later commit's own step 4 then sees and fixes whatever it left behind).
+  So the last write to each stable copy is followed by a check that would have rewritten it if
+  it did not match the final document: when every run has finished, the stable copies show
+  what avatar.json names. Only when that check finds a mismatch does a run re-read anything.
+- Erase is final. DELETE /avatars (imgpipe.erase) deletes every original version first, then
+  lists and deletes the assets. A run HEADs its original after its last write (step 4, or after
+  settling): if the original is still there, the erase's listing of the assets has not started,
+  so it will see and delete everything the run wrote; if it is gone, the run takes back what it
+  wrote itself — each object deleted only if it still holds the ETag this run wrote (a
+  conditional delete), so nothing a later upload wrote is touched. A vanished original, a
+  vanished avatar.json or rendition met on the way is a clean skip ("gone"), never an error.
+- Replaced renditions expire. After its commit a run deletes the versioned renditions that are
+  neither its own nor those of the avatar it replaced (a client that read avatar.json just
+  before, or a cache, may still fetch them) and that were all written more than `retire_after`
+  ago — a concurrent upload writes its renditions before it commits, so a young version may be
+  about to become current. The listing rides along with step 2 and the delete with step 4: no
+  round trip is added, and runs that publish nothing list nothing.
+
+Exceptions a retry could fix (throttling, network, a conflict that did not settle) propagate,
+so S3 retries the event and then dead-letters it; a bad image is a normal return (rejected).
+
+Known limits, both needing byte-identical pictures within milliseconds: ETags are content
+hashes, so a take-back can delete a byte-identical object that an upload made right after the
+erase wrote in the same instant; and an expiry can delete the renditions of a version that a
+concurrent upload of the very same picture (a version at least two avatars old) is re-writing
+(its stable copies are unaffected). Step 2 is one round for up to PARALLEL_REQUESTS requests; a
+longer rendition list queues the rest.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, Literal
 
-from botocore.exceptions import ClientError
-
-from imgpipe import imaging, keys
+from imgpipe import avatar_doc, imaging, keys
+from imgpipe.avatar_doc import Doc, SkipReason
+from imgpipe.avatar_store import PARALLEL_REQUESTS, AvatarStore, Manifest, OriginalRef, S3Client, wait_all
 
 logger = logging.getLogger(__name__)
-
-SCHEMA = 1
-CACHE_IMMUTABLE = "public, max-age=31536000, immutable"
-CACHE_STABLE = "public, max-age=10"
-CACHE_MANIFEST = "no-cache"
-MANIFEST_CONTENT_TYPE = "application/json"
-UPLOAD_ID_METADATA = "upload-id"
-# Stable copies name the version they hold, so a repair can tell a stale copy
-# from a current one with a HEAD instead of rewriting everything.
-VERSION_METADATA = "imgpipe-version"
-STATUS_TAG = "imgpipe-status"
-REASON_TAG = "imgpipe-reason"
 
 # A conflict means another upload of the same user committed in between; a few
 # rounds settle any realistic burst, and beyond that S3's retry of the event will.
 COMMIT_ATTEMPTS = 5
 SETTLE_ATTEMPTS = 5
-
-_NOT_FOUND = {"NoSuchKey", "NoSuchVersion", "404", "NotFound"}
-# S3 answers 409 ConditionalRequestConflict when two conditional writes race.
-_CONFLICT = {"PreconditionFailed", "ConditionalRequestConflict"}
+# Longer than any run takes from its first rendition write to its commit (the function's
+# timeout is 60 s; a retried run writes its renditions afresh).
+RETIRE_AFTER = timedelta(minutes=15)
 
 Status = Literal["processed", "rejected", "skipped"]
 
@@ -60,12 +97,13 @@ class Config:
     uploads_bucket: str
     assets_bucket: str
     options: imaging.Options
+    retire_after: timedelta = RETIRE_AFTER
 
 
 @dataclass(frozen=True)
 class Outcome:
     status: Status
-    # rejected: the imaging reason code; skipped: duplicate|stale|gone|not_an_upload_key
+    # rejected: the imaging reason code; skipped: duplicate|stale|replayed|gone|not_an_upload_key
     reason: str | None = None
     user: str | None = None
     upload_id: str | None = None
@@ -75,242 +113,28 @@ class Outcome:
     bytes_out: int = 0
 
 
-class CommitConflict(RuntimeError):
-    """avatar.json kept changing under us; raised so S3 retries the event later."""
-
-
-# ---------------------------------------------------------------- pure helpers
-
-
-def sequencer_key(sequencer: str, width: int) -> str:
-    return sequencer.upper().ljust(width, "0")
-
-
-def compare_sequencers(a: str | None, b: str | None) -> int:
-    """-1, 0 or 1 as S3 sequencer `a` is older than, the same as, or newer than `b`.
-
-    AWS's rule: right-pad the shorter hex string with zeros, then compare as strings.
-    A missing sequencer sorts before every real one.
-    """
-    if not a or not b:
-        return bool(a) - bool(b)
-    width = max(len(a), len(b))
-    left, right = sequencer_key(a, width), sequencer_key(b, width)
-    return (left > right) - (left < right)
-
-
-def skip_reason(event_sequencer: str, doc: dict[str, Any] | None) -> str | None:
-    """Why an event must not be applied on top of `doc` ('duplicate'/'stale'), or None."""
-    if doc is None:
-        return None
-    order = compare_sequencers(event_sequencer, doc.get("sequencer"))
-    if order == 0:
-        return "duplicate"
-    if order < 0:
-        return "stale"
-    return None
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def avatar_section(user: str, result: imaging.Result) -> dict[str, Any]:
-    return {
-        "version": result.version,
-        "source": {
-            "format": result.source_format,
-            "width": result.source_width,
-            "height": result.source_height,
-        },
-        "placeholder": result.placeholder,
-        "renditions": [
-            {
-                "name": output.rendition.name,
-                "format": output.format,
-                "contentType": output.content_type,
-                "width": output.width,
-                "height": output.height,
-                "bytes": len(output.data),
-                "url": keys.versioned_key(user, result.version, output.filename),
-                "stableUrl": keys.stable_key(user, output.filename),
-            }
-            for output in result.outputs
-        ],
-    }
-
-
-def ready_doc(
-    *, user: str, upload_id: str | None, sequencer: str, avatar: dict[str, Any], at: str
-) -> dict[str, Any]:
-    return {
-        "schema": SCHEMA,
-        "user": user,
-        "latest": {"uploadId": upload_id, "state": "ready", "reason": None, "message": None, "at": at},
-        "avatar": avatar,
-        "sequencer": sequencer,
-    }
-
-
-def rejected_doc(
-    previous: dict[str, Any] | None,
-    *,
-    user: str,
-    upload_id: str | None,
-    sequencer: str,
-    reason: str,
-    message: str,
-    at: str,
-) -> dict[str, Any]:
-    """The status of a refused upload; the avatar already shown stays as it was."""
-    return {
-        "schema": SCHEMA,
-        "user": user,
-        "latest": {
-            "uploadId": upload_id,
-            "state": "rejected",
-            "reason": reason,
-            "message": message,
-            "at": at,
-        },
-        "avatar": previous.get("avatar") if previous else None,
-        "sequencer": sequencer,
-    }
-
-
-def too_big_message(size: int, limit: int) -> str:
-    return f"The file is {size:,} bytes; the largest accepted upload is {limit:,} bytes."
-
-
-# ---------------------------------------------------------------- S3 adapters
-
-
-def _error_code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
-
-
-def read_manifest(s3: Any, bucket: str, user: str) -> tuple[dict[str, Any] | None, str | None]:
-    """The current avatar.json and its ETag, or (None, None) when there is none yet."""
-    try:
-        response = s3.get_object(Bucket=bucket, Key=keys.manifest_key(user))
-    except ClientError as error:
-        if _error_code(error) in _NOT_FOUND:
-            return None, None
-        raise
-    with response["Body"] as body:
-        doc = json.loads(body.read())
-    return doc, response["ETag"]
-
-
-def write_manifest(s3: Any, bucket: str, user: str, doc: dict[str, Any], etag: str | None) -> bool:
-    """Conditionally replace avatar.json; False when someone else changed it since `etag`."""
-    condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
-    try:
-        s3.put_object(
-            Bucket=bucket,
-            Key=keys.manifest_key(user),
-            Body=json.dumps(doc, separators=(",", ":")).encode(),
-            ContentType=MANIFEST_CONTENT_TYPE,
-            CacheControl=CACHE_MANIFEST,
-            **condition,
-        )
-    except ClientError as error:
-        # If-Match on a document deleted meanwhile answers 404 rather than 412.
-        if _error_code(error) in _CONFLICT or (etag and _error_code(error) in _NOT_FOUND):
-            return False
-        raise
-    return True
-
-
-def _tag_rejected(s3: Any, bucket: str, key: str, version_id: str | None, reason: str) -> None:
-    version = {"VersionId": version_id} if version_id else {}
-    s3.put_object_tagging(
-        Bucket=bucket,
-        Key=key,
-        **version,
-        Tagging={"TagSet": [{"Key": STATUS_TAG, "Value": "rejected"}, {"Key": REASON_TAG, "Value": reason}]},
-    )
-
-
-def _copy_stable(s3: Any, bucket: str, avatar: dict[str, Any], *, only_stale: bool) -> int:
-    """Point the stable URLs at `avatar`'s immutable renditions (server-side copies)."""
-    version = avatar["version"]
-    copied = 0
-    for rendition in avatar["renditions"]:
-        if only_stale and _stable_version(s3, bucket, rendition["stableUrl"]) == version:
-            continue
-        copied += 1
-        s3.copy_object(
-            Bucket=bucket,
-            Key=rendition["stableUrl"],
-            CopySource={"Bucket": bucket, "Key": rendition["url"]},
-            MetadataDirective="REPLACE",
-            ContentType=rendition["contentType"],
-            CacheControl=CACHE_STABLE,
-            Metadata={VERSION_METADATA: version},
-        )
-    return copied
-
-
-def _stable_version(s3: Any, bucket: str, key: str) -> str | None:
-    try:
-        head = s3.head_object(Bucket=bucket, Key=key)
-    except ClientError as error:
-        if _error_code(error) in _NOT_FOUND:
-            return None
-        raise
-    return head.get("Metadata", {}).get(VERSION_METADATA)
-
-
-def settle_stable(s3: Any, bucket: str, user: str, written: str | None) -> None:
-    """Make the stable copies match the committed avatar.json, whoever committed it.
-
-    `written` is the version this caller last put at the stable keys (None: unknown,
-    check each copy). Every writer calls this after its own stable writes, so the
-    last one to run leaves the copies of the version the document names.
-    """
-    for _ in range(SETTLE_ATTEMPTS):
-        doc, _ = read_manifest(s3, bucket, user)
-        avatar = doc.get("avatar") if doc else None
-        if avatar is None or avatar["version"] == written:
-            return
-        copied = _copy_stable(s3, bucket, avatar, only_stale=written is None)
-        if copied:
-            logger.info(
-                "stable copies reset to the committed version",
-                extra={"user": user, "version": avatar["version"], "replaced": written, "copies": copied},
-            )
-        written = avatar["version"]
-    # Still changing: a newer writer is mid-flight and will settle it after its commit.
-    logger.warning("stable copies still changing; leaving them to the newest writer", extra={"user": user})
-
-
-# ---------------------------------------------------------------- orchestration
-
-
-@dataclass
-class _Upload:
-    """One event being applied, and what has been learnt about it so far."""
+@dataclass(frozen=True)
+class Upload:
+    """One stored original to apply, and where it stands in its key's order of uploads."""
 
     user: str
     key: str
     version_id: str | None
     sequencer: str
-    upload_id: str | None = None
+    size: int | None = None
+    etag: str | None = None
 
-    def log(self, **extra: Any) -> dict[str, Any]:
-        return {
-            "user": self.user,
-            "key": self.key,
-            "versionId": self.version_id,
-            "sequencer": self.sequencer,
-            "uploadId": self.upload_id,
-            **extra,
-        }
+
+class CommitConflict(RuntimeError):
+    """avatar.json kept changing under us; raised so S3 retries the event later."""
+
+
+class SettleConflict(RuntimeError):
+    """The stable copies kept changing under us; raised so a retry settles them later."""
 
 
 def handle_upload(
-    s3: Any,
+    s3: S3Client,
     cfg: Config,
     *,
     key: str,
@@ -324,168 +148,287 @@ def handle_upload(
     if user is None:
         logger.warning("not an upload key; ignored", extra={"key": key, "etag": etag})
         return Outcome("skipped", "not_an_upload_key")
-
-    upload = _Upload(user, key, version_id, sequencer)
-
-    doc, doc_etag = read_manifest(s3, cfg.assets_bucket, user)
-    reason = skip_reason(sequencer, doc)
-    if reason is not None:
-        if reason == "duplicate":
-            # A retry of an event whose commit landed but whose stable copies may not have.
-            settle_stable(s3, cfg.assets_bucket, user, written=None)
-        logger.info(
-            "event already applied or superseded; skipped", extra=upload.log(reason=reason, etag=etag)
-        )
-        return Outcome("skipped", reason, user=user)
-
-    limit = cfg.options.max_bytes
-    version = {"VersionId": version_id} if version_id else {}
-    try:
-        if size is not None and size > limit:
-            # Refused without downloading; the HEAD is for the upload id the client polls for.
-            head = s3.head_object(Bucket=cfg.uploads_bucket, Key=key, **version)
-            upload.upload_id = head.get("Metadata", {}).get(UPLOAD_ID_METADATA)
-            data = None
-        else:
-            response = s3.get_object(Bucket=cfg.uploads_bucket, Key=key, **version)
-            upload.upload_id = response.get("Metadata", {}).get(UPLOAD_ID_METADATA)
-            size = response.get("ContentLength", size)
-            with response["Body"] as body:
-                # limit + 1 bytes are enough to tell "too big" without holding a huge body.
-                data = None if size is not None and size > limit else body.read(limit + 1)
-    except ClientError as error:
-        if _error_code(error) in _NOT_FOUND:
-            logger.info("upload no longer exists; skipped", extra=upload.log())
-            return Outcome("skipped", "gone", user=user)
-        raise
-
-    if data is None or len(data) > limit:
-        actual = len(data) if data is not None else size or 0
-        return _reject(s3, cfg, upload, doc, doc_etag, "too_many_bytes", too_big_message(actual, limit))
-    try:
-        result = imaging.process(data, cfg.options)
-    except imaging.ImageRejected as rejected:
-        return _reject(s3, cfg, upload, doc, doc_etag, rejected.reason, str(rejected), bytes_in=len(data))
-    return _publish(s3, cfg, upload, doc, doc_etag, result, bytes_in=len(data))
+    return apply_upload(s3, cfg, Upload(user, key, version_id, sequencer, size, etag))
 
 
-def _publish(
-    s3: Any,
-    cfg: Config,
-    upload: _Upload,
-    doc: dict[str, Any] | None,
-    doc_etag: str | None,
-    result: imaging.Result,
-    *,
-    bytes_in: int,
-) -> Outcome:
-    user, bucket = upload.user, cfg.assets_bucket
-    # Immutable copies first: once avatar.json names a version, its files exist.
-    for output in result.outputs:
-        s3.put_object(
-            Bucket=bucket,
-            Key=keys.versioned_key(user, result.version, output.filename),
-            Body=output.data,
-            ContentType=output.content_type,
-            CacheControl=CACHE_IMMUTABLE,
-        )
-    avatar = avatar_section(user, result)
-
-    def build(_current: dict[str, Any] | None) -> dict[str, Any]:
-        return ready_doc(
-            user=user, upload_id=upload.upload_id, sequencer=upload.sequencer, avatar=avatar, at=utc_now()
-        )
-
-    # Stable copies before the commit, so a client that sees "ready" in avatar.json and
-    # loads the stable URL gets the new picture. If this upload turns out to be stale,
-    # settle_stable puts the committed version back.
-    for output in result.outputs:
-        s3.put_object(
-            Bucket=bucket,
-            Key=keys.stable_key(user, output.filename),
-            Body=output.data,
-            ContentType=output.content_type,
-            CacheControl=CACHE_STABLE,
-            Metadata={VERSION_METADATA: result.version},
-        )
-    skipped = _commit(s3, bucket, upload, doc, doc_etag, build)
-    if skipped == "gone":
-        # The user erased their avatar meanwhile: take back what this run wrote.
-        written = [keys.versioned_key(user, result.version, o.filename) for o in result.outputs]
-        written += [keys.stable_key(user, o.filename) for o in result.outputs]
-        s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in written], "Quiet": True})
-    else:
-        # written=None: check every copy, since a concurrent writer may have replaced
-        # ours between our writes and our commit.
-        settle_stable(s3, bucket, user, written=None)
-    if skipped is not None:
-        logger.info("a newer upload was committed meanwhile; skipped", extra=upload.log(reason=skipped))
-        return Outcome("skipped", skipped, user=user, upload_id=upload.upload_id, bytes_in=bytes_in)
-    bytes_out = sum(len(output.data) for output in result.outputs)
-    logger.info("avatar processed", extra=upload.log(version=result.version, bytesOut=bytes_out))
-    return Outcome(
-        "processed",
-        user=user,
-        upload_id=upload.upload_id,
-        version=result.version,
-        bytes_in=bytes_in,
-        bytes_out=bytes_out,
-    )
+def apply_upload(s3: S3Client, cfg: Config, upload: Upload, *, rerender: bool = False) -> Outcome:
+    """Apply `upload` through the ordering rule. `rerender` re-renders the original avatar.json
+    was made from (same sequencer) with `cfg.options`, e.g. after a rendition spec change."""
+    with ThreadPoolExecutor(PARALLEL_REQUESTS, thread_name_prefix="imgpipe-s3") as pool:
+        store = AvatarStore(s3, uploads_bucket=cfg.uploads_bucket, assets_bucket=cfg.assets_bucket, pool=pool)
+        return _Run(store, cfg, upload, rerender).apply()
 
 
-def _reject(
-    s3: Any,
-    cfg: Config,
-    upload: _Upload,
-    doc: dict[str, Any] | None,
-    doc_etag: str | None,
-    reason: str,
-    message: str,
-    *,
-    bytes_in: int = 0,
-) -> Outcome:
-    """A permanent refusal: mark the original, tell the client, return normally (no retry storm)."""
-    logger.warning("upload rejected", extra=upload.log(reason=reason, detail=message))
-    _tag_rejected(s3, cfg.uploads_bucket, upload.key, upload.version_id, reason)
-
-    def build(current: dict[str, Any] | None) -> dict[str, Any]:
-        return rejected_doc(
-            current,
-            user=upload.user,
-            upload_id=upload.upload_id,
-            sequencer=upload.sequencer,
-            reason=reason,
-            message=message,
-            at=utc_now(),
-        )
-
-    skipped = _commit(s3, cfg.assets_bucket, upload, doc, doc_etag, build)
-    if skipped is not None:
-        return Outcome("skipped", skipped, user=upload.user, upload_id=upload.upload_id, bytes_in=bytes_in)
-    return Outcome(
-        "rejected", reason, user=upload.user, upload_id=upload.upload_id, message=message, bytes_in=bytes_in
-    )
+@dataclass
+class _Committed:
+    manifest: Manifest
+    replaced: Doc | None
 
 
-def _commit(
-    s3: Any,
-    bucket: str,
-    upload: _Upload,
-    doc: dict[str, Any] | None,
-    etag: str | None,
-    build: Callable[[dict[str, Any] | None], dict[str, Any]],
-) -> str | None:
-    """Write build(current doc) while this event is still the newest; else the skip reason."""
-    for _ in range(COMMIT_ATTEMPTS):
-        if write_manifest(s3, bucket, upload.user, build(doc), etag):
-            return None
-        logger.info("avatar.json changed since it was read; re-deciding", extra=upload.log())
-        had_doc = doc is not None
-        doc, etag = read_manifest(s3, bucket, upload.user)
-        if had_doc and doc is None:
-            # Only an erase deletes avatar.json: the user removed their avatar meanwhile.
-            return "gone"
-        reason = skip_reason(upload.sequencer, doc)
+@dataclass
+class _Run:
+    """One upload being applied, and what this run has written so far (key -> ETag)."""
+
+    store: AvatarStore
+    cfg: Config
+    upload: Upload
+    rerender: bool
+    upload_id: str | None = None
+    written: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def user(self) -> str:
+        return self.upload.user
+
+    @property
+    def ref(self) -> OriginalRef:
+        return OriginalRef(self.upload.user, self.upload.key, self.upload.version_id)
+
+    def log(self, **extra: Any) -> dict[str, Any]:
+        upload = self.upload
+        return {
+            "user": upload.user,
+            "key": upload.key,
+            "versionId": upload.version_id,
+            "sequencer": upload.sequencer,
+            "uploadId": self.upload_id,
+            **extra,
+        }
+
+    def skipped(self, reason: SkipReason, *, bytes_in: int = 0) -> Outcome:
+        return Outcome("skipped", reason, user=self.user, upload_id=self.upload_id, bytes_in=bytes_in)
+
+    # ------------------------------------------------------------ the steps
+
+    def apply(self) -> Outcome:
+        store, limit = self.store, self.cfg.options.max_bytes
+        # An event that already says "too big" is refused from the original's head alone.
+        head_only = self.upload.size is not None and self.upload.size > limit
+        # Step 1.
+        manifest_f = store.submit(partial(store.read_manifest, self.user))
+        original_f = store.submit(partial(store.open_original, self.ref, head_only=head_only))
+        try:
+            wait_all(manifest_f, original_f)
+        except BaseException:
+            if original_f.exception() is None and (opened := original_f.result()) is not None:
+                opened.close()
+            raise
+        original, manifest = original_f.result(), manifest_f.result()
+        if original is None:
+            logger.info("upload no longer exists; skipped", extra=self.log())
+            return self.skipped("gone")
+        doc = manifest.doc if manifest else None
+        with original:
+            self.upload_id = original.upload_id
+            reason = avatar_doc.skip_reason(self.upload.sequencer, doc, rerender=self.rerender)
+            if reason is None and not self.rerender and self.is_replay(doc):
+                reason = "replayed"
+            size = original.size if original.size is not None else self.upload.size
+            too_big = head_only or (size is not None and size > limit)
+            # The body of a skipped original is never read (closing it drops the transfer).
+            data = None if reason is not None or too_big else original.read(limit + 1)
+        if reason == "replayed":
+            logger.info("presigned upload sent again; skipped", extra=self.log(reason=reason))
+            return self.skipped(reason)
         if reason is not None:
-            return reason
-    raise CommitConflict(f"avatar.json of {upload.user} kept changing; S3 will retry the event")
+            logger.info("event already applied or superseded; skipped", extra=self.log(reason=reason))
+            # A retry of a run that crashed after writing stable copies must leave them right.
+            return self.skipped(reason if self.settle_and_check(manifest, None) else "gone")
+        if data is None or len(data) > limit:
+            actual = len(data) if data is not None else size or 0
+            return self.reject(manifest, "too_many_bytes", avatar_doc.too_big_message(actual, limit))
+        try:
+            result = imaging.process(data, self.cfg.options)
+        except imaging.ImageRejected as rejected:
+            return self.reject(manifest, rejected.reason, str(rejected), bytes_in=len(data))
+        return self.publish(manifest, result, bytes_in=len(data))
+
+    def is_replay(self, doc: Doc | None) -> bool:
+        return avatar_doc.is_replay(doc, upload_id=self.upload_id, original_version=self.upload.version_id)
+
+    def publish(self, manifest: Manifest | None, result: imaging.Result, *, bytes_in: int) -> Outcome:
+        store, user, version = self.store, self.user, result.version
+        # Step 2: every file the document will name, before the document names it.
+        writes = avatar_doc.rendition_writes(user, result)
+        listed_f = store.submit(partial(store.list_renditions, user))
+        etags = store.all(partial(store.put_rendition, write) for write in writes)
+        self.written.update((write.key, etag) for write, etag in zip(writes, etags, strict=True))
+        wait_all(listed_f)
+        avatar = avatar_doc.avatar_section(user, result)
+
+        def ready(_current: Doc | None) -> Doc:
+            return avatar_doc.ready_doc(
+                user=user,
+                upload_id=self.upload_id,
+                sequencer=self.upload.sequencer,
+                avatar=avatar,
+                at=avatar_doc.utc_now(),
+                original_version=self.upload.version_id,
+            )
+
+        # Step 3.
+        committed = self.commit(manifest, ready)
+        if not isinstance(committed, _Committed):
+            if committed == "gone":
+                self.take_back()
+                return self.skipped("gone", bytes_in=bytes_in)
+            logger.info("avatar.json moved on meanwhile; skipped", extra=self.log(reason=committed))
+            if not self.settle_and_check(None, None):
+                committed = "gone"
+            return self.skipped(committed, bytes_in=bytes_in)
+
+        # Step 4: check the stable copies and that the original survived; expire old renditions.
+        expired = avatar_doc.renditions_to_expire(
+            user,
+            listed_f.result() or (),
+            keep={version, avatar_doc.shown_version(committed.replaced)},
+            written_before=datetime.now(UTC) - self.cfg.retire_after,
+        )
+        copies = avatar_doc.stable_copies(avatar)
+        held_f = [store.submit(partial(store.stable_version, c.stable_key)) for c in copies]
+        exists_f = store.submit(partial(store.original_exists, self.ref))
+        expire_f = store.submit(partial(store.expire, expired)) if expired else None
+        wait_all(*held_f, exists_f, *([expire_f] if expire_f else []))
+        if expire_f is not None:
+            logger.info("replaced renditions expired", extra=self.log(objects=expire_f.result()))
+        held = {c.stable_key: f.result() for c, f in zip(copies, held_f, strict=True)}
+        if not self.settle_and_check(committed.manifest, held, original_exists=exists_f.result()):
+            return self.skipped("gone", bytes_in=bytes_in)
+        bytes_out = sum(len(output.data) for output in result.outputs)
+        logger.info("avatar processed", extra=self.log(version=version, bytesOut=bytes_out))
+        return Outcome(
+            "processed",
+            user=user,
+            upload_id=self.upload_id,
+            version=version,
+            bytes_in=bytes_in,
+            bytes_out=bytes_out,
+        )
+
+    def reject(self, manifest: Manifest | None, reason: str, message: str, *, bytes_in: int = 0) -> Outcome:
+        """A permanent refusal: mark the original, tell the client, return normally (no retry storm)."""
+        logger.warning("upload rejected", extra=self.log(reason=reason, detail=message))
+        # Tagged before it is reported, so whoever reads "rejected" finds the tag.
+        if not self.store.tag_rejected(self.ref, reason):
+            logger.info("upload no longer exists; skipped", extra=self.log())
+            return self.skipped("gone", bytes_in=bytes_in)
+
+        def rejected(current: Doc | None) -> Doc:
+            return avatar_doc.rejected_doc(
+                current,
+                user=self.user,
+                upload_id=self.upload_id,
+                sequencer=self.upload.sequencer,
+                reason=reason,
+                message=message,
+                at=avatar_doc.utc_now(),
+                original_version=self.upload.version_id,
+            )
+
+        committed = self.commit(manifest, rejected)
+        if not isinstance(committed, _Committed):
+            if committed == "gone":
+                self.take_back()
+            return self.skipped(committed, bytes_in=bytes_in)
+        if not self.store.original_exists(self.ref):
+            self.take_back()
+            return self.skipped("gone", bytes_in=bytes_in)
+        return Outcome(
+            "rejected", reason, user=self.user, upload_id=self.upload_id, message=message, bytes_in=bytes_in
+        )
+
+    def commit(
+        self, manifest: Manifest | None, build: Callable[[Doc | None], Doc]
+    ) -> _Committed | SkipReason:
+        """Write build(current doc) while this upload is still the newest; else the skip reason."""
+        doc, etag = (manifest.doc, manifest.etag) if manifest else (None, None)
+        for _ in range(COMMIT_ATTEMPTS):
+            new = build(doc)
+            new_etag = self.store.write_manifest(self.user, new, etag)
+            if new_etag is not None:
+                self.written[keys.manifest_key(self.user)] = new_etag
+                return _Committed(Manifest(new, new_etag), replaced=doc)
+            logger.info("avatar.json changed since it was read; re-deciding", extra=self.log())
+            had_doc = doc is not None
+            current = self.store.read_manifest(self.user)
+            doc, etag = (current.doc, current.etag) if current else (None, None)
+            if had_doc and doc is None:
+                # Only an erase deletes avatar.json: the user removed their avatar meanwhile.
+                return "gone"
+            reason = avatar_doc.skip_reason(self.upload.sequencer, doc, rerender=self.rerender)
+            if reason is not None:
+                return reason
+            if not self.rerender and self.is_replay(doc):
+                return "replayed"
+        raise CommitConflict(f"avatar.json of {self.user} kept changing; S3 will retry the event")
+
+    # ------------------------------------------------------------ stable copies and erasure
+
+    def settle_and_check(
+        self,
+        manifest: Manifest | None,
+        held: dict[str, str | None] | None,
+        *,
+        original_exists: bool | None = None,
+    ) -> bool:
+        """Settle the stable copies, then make sure no erase missed what this run wrote.
+
+        `manifest`/`held`: the document, and the versions its stable copies were seen holding
+        after this run's last write, when already read (None: read them). `original_exists`:
+        a HEAD of the original made after every write so far, if one was. False when the
+        original was erased meanwhile and what this run wrote has been taken back.
+        """
+        before = len(self.written)
+        if original_exists is not False:
+            self.settle(manifest, held)
+        if len(self.written) != before or (original_exists is None and self.written):
+            original_exists = self.store.original_exists(self.ref)
+        if original_exists is False:
+            self.take_back()
+            return False
+        return True
+
+    def settle(self, manifest: Manifest | None, held: dict[str, str | None] | None) -> None:
+        """Make the stable copies hold the version avatar.json names (see the module docstring)."""
+        store = self.store
+        copied: str | None = None
+        missing: str | None = None
+        for _ in range(SETTLE_ATTEMPTS):
+            if manifest is None:
+                manifest = store.read_manifest(self.user)
+            avatar = manifest.doc.get("avatar") if manifest else None
+            manifest = None
+            # The renditions of the avatar.json still current are gone: only an erase deletes
+            # those, and whoever is left to check the original takes back what was copied.
+            if avatar is None or avatar["version"] in (copied, missing):
+                return
+            if held is None:
+                copies = avatar_doc.stable_copies(avatar)
+                versions = store.all(partial(store.stable_version, c.stable_key) for c in copies)
+                held = {c.stable_key: v for c, v in zip(copies, versions, strict=True)}
+            stale = avatar_doc.stale_copies(avatar, held)
+            held = None
+            if not stale:
+                return
+            version = avatar["version"]
+            etags = store.all(partial(store.copy_to_stable, c, version) for c in stale)
+            for copy, etag in zip(stale, etags, strict=True):
+                if etag is not None:
+                    self.written[copy.stable_key] = etag
+            # A rendition gone from under the copy: erased, or expired once avatar.json moved on.
+            copied, missing = (version, None) if None not in etags else (None, version)
+            logger.info(
+                "stable copies reset to the committed version",
+                extra=self.log(version=version, copies=len(stale), complete=copied is not None),
+            )
+        raise SettleConflict(f"stable copies of {self.user} kept changing; S3 will retry the event")
+
+    def take_back(self) -> None:
+        """The avatar was erased while this run worked: delete what it wrote, where still its own."""
+        written = list(self.written.items())
+        deleted = self.store.all(partial(self.store.delete_if_unchanged, k, e) for k, e in written)
+        logger.info(
+            "avatar erased while processing; took back what this run wrote",
+            extra=self.log(reason="gone", deleted=sum(deleted), written=len(written)),
+        )
+        self.written.clear()

@@ -4,6 +4,10 @@ Idempotent: a second erase finds nothing and deletes nothing, so a client may re
 after any failure. Everything is scoped by `keys.user_prefix(user)`, which ends in
 "/" so user "ab" can never reach "abc"'s objects. The CDN's copies are the caller's
 next step, once the objects are gone (`imgpipe.invalidation`).
+
+Originals go first, then the assets are listed and deleted: an upload being processed
+meanwhile checks its original after its last write, and either finds it (so this listing
+comes later and sees all it wrote) or takes back what it wrote itself (imgpipe.avatars).
 """
 
 from __future__ import annotations

@@ -50,17 +50,19 @@ import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import cast
 
+import PIL
 from PIL import ExifTags, Image, ImageCms, features
 
-from imgpipe import bounded, structure, webp_simple
+from imgpipe import bounded, spec, structure, webp_simple
+from imgpipe.spec import Rendition, parse_renditions
 
 # Bump when a code change alters output pixels/bytes, so versions (and immutable URLs) change.
 PIPELINE_VERSION = "2"
 
-FITS = ("cover", "contain")
-MAX_RENDITION_SIDE = 4096
-DEFAULT_RENDITIONS_SPEC = "512x512:cover,256x256:cover,128x128:cover"
+# The spec (renditions, formats, their defaults) lives in imgpipe.spec, Pillow-free.
+DEFAULT_RENDITIONS_SPEC = spec.DEFAULT_RENDITIONS
 
 AVIF_AVAILABLE = features.check("avif")
 
@@ -74,9 +76,8 @@ class _Codec:
 
 
 _CODECS = {
-    "jpeg": _Codec("jpeg", "jpg", "image/jpeg", "JPEG"),
-    "webp": _Codec("webp", "webp", "image/webp", "WEBP"),
-    "avif": _Codec("avif", "avif", "image/avif", "AVIF"),
+    name: _Codec(name, output.extension, output.content_type, name.upper())
+    for name, output in spec.OUTPUT_FORMATS.items()
 }
 OUTPUT_FORMATS = tuple(name for name in _CODECS if name != "avif" or AVIF_AVAILABLE)
 
@@ -84,7 +85,7 @@ OUTPUT_FORMATS = tuple(name for name in _CODECS if name != "avif" or AVIF_AVAILA
 # wheel (no extra dependency); HEIC would need pillow-heif (libheif + libde265) and is
 # refused. TIFF, BMP, PSD, SVG, ICO, JPEG 2000... are refused: avatars do not need them and
 # every extra decoder is attack surface (most of Pillow's CVEs live in the exotic plugins).
-INPUT_FORMATS = ("jpeg", "png", "gif", "webp", *(("avif",) if AVIF_AVAILABLE else ()))
+INPUT_FORMATS = tuple(name for name in spec.INPUT_FORMATS if name != "avif" or AVIF_AVAILABLE)
 _PILLOW_FORMAT = {"jpeg": "JPEG", "png": "PNG", "gif": "GIF", "webp": "WEBP", "avif": "AVIF"}
 
 # Encoder settings, measured on a photo-like 12 MP camera JPEG's 512/256/128 renditions (CPU
@@ -153,90 +154,35 @@ class ImageRejected(ValueError):
         return type(self), (self.reason, str(self))
 
 
-@dataclass(frozen=True)
-class Rendition:
-    width: int
-    height: int
-    fit: str = "cover"
-
-    def __post_init__(self) -> None:
-        if self.fit not in FITS:
-            raise ValueError(f"fit must be one of {', '.join(FITS)}, got {self.fit!r}")
-        for side in (self.width, self.height):
-            if not isinstance(side, int) or isinstance(side, bool) or not 1 <= side <= MAX_RENDITION_SIDE:
-                raise ValueError(f"rendition sides must be integers in 1..{MAX_RENDITION_SIDE}, got {side!r}")
-
-    @property
-    def name(self) -> str:
-        return f"{self.width}x{self.height}"
-
-
-_RENDITION = re.compile(r"^\s*(\d{1,5})\s*x\s*(\d{1,5})\s*(?::\s*([a-z]+)\s*)?$")
-
-
-def parse_renditions(spec: str | Iterable[str]) -> tuple[Rendition, ...]:
-    """'512x512:cover,128x128:contain' -> Renditions, in order (the first is the avatar URL).
-
-    Fit defaults to cover. Also takes the list `settings` makes of a comma-separated variable.
-    """
-    parts = spec.split(",") if isinstance(spec, str) else list(spec)
-    parts = [part for part in parts if part.strip()]
-    if not parts:
-        raise ValueError("at least one rendition is required, e.g. '512x512:cover'")
-    renditions = []
-    for part in parts:
-        match = _RENDITION.match(part)
-        if not match:
-            raise ValueError(f"rendition {part.strip()!r} is not WIDTHxHEIGHT[:cover|contain]")
-        width, height, fit = match.groups()
-        renditions.append(Rendition(int(width), int(height), fit or "cover"))
-    names = [r.name for r in renditions]
-    if len(set(names)) != len(names):
-        raise ValueError(f"renditions must have distinct sizes (their file names), got {names}")
-    return tuple(renditions)
-
-
-def parse_formats(spec: str | Iterable[str]) -> tuple[str, ...]:
-    """'jpeg,webp' -> ('jpeg', 'webp'); 'jpg' is accepted for 'jpeg'."""
-    parts = spec.split(",") if isinstance(spec, str) else list(spec)
-    formats = []
-    for part in parts:
-        name = part.strip().lower()
-        if not name:
-            continue
-        name = "jpeg" if name == "jpg" else name
+def parse_formats(text: str | Iterable[str]) -> tuple[str, ...]:
+    """'jpeg,webp' -> ('jpeg', 'webp') (imgpipe.spec's grammar), each one this Pillow can encode."""
+    formats = spec.parse_formats(text) if isinstance(text, str) else spec.check_formats(text)
+    for name in formats:
         if name not in OUTPUT_FORMATS:
-            raise ValueError(f"output format {name!r} is not one of {', '.join(OUTPUT_FORMATS)}")
-        if name not in formats:
-            formats.append(name)
-    if not formats:
-        raise ValueError("at least one output format is required, e.g. 'jpeg,webp'")
-    return tuple(formats)
+            available = ", ".join(OUTPUT_FORMATS)
+            raise ValueError(f"output format {name!r} is not one this Pillow encodes: {available}")
+    return formats
 
 
 @dataclass(frozen=True)
 class Options:
     renditions: tuple[Rendition, ...] = field(
-        default_factory=lambda: parse_renditions(DEFAULT_RENDITIONS_SPEC)
+        default_factory=lambda: parse_renditions(spec.DEFAULT_RENDITIONS)
     )
-    formats: tuple[str, ...] = ("jpeg", "webp")
-    jpeg_quality: int = 82
-    webp_quality: int = 80
-    max_bytes: int = 25 * 1024 * 1024
-    max_pixels: int = 50_000_000
+    formats: tuple[str, ...] = field(default_factory=lambda: spec.parse_formats(spec.DEFAULT_OUTPUT_FORMATS))
+    jpeg_quality: int = spec.DEFAULT_JPEG_QUALITY
+    webp_quality: int = spec.DEFAULT_WEBP_QUALITY
+    max_bytes: int = spec.DEFAULT_MAX_UPLOAD_BYTES
+    max_pixels: int = spec.DEFAULT_MAX_IMAGE_PIXELS
     # Beyond the pixel cap: a 50,000 x 1000 strip is "only" 50 MP but no avatar.
     max_side: int = 20_000
     avif_quality: int = 50
 
     def __post_init__(self) -> None:
-        # Normalised here so "jpg" or a string spec can never reach the encoders unvalidated.
+        # Normalised here so a string spec can never reach the encoders unvalidated.
         if isinstance(self.renditions, str):
             object.__setattr__(self, "renditions", parse_renditions(self.renditions))
-        if not self.renditions:
-            raise ValueError("at least one rendition is required")
-        if not all(isinstance(r, Rendition) for r in self.renditions):
-            raise ValueError("renditions must be Rendition objects (use parse_renditions)")
-        object.__setattr__(self, "renditions", tuple(self.renditions))
+        object.__setattr__(self, "renditions", spec.check_renditions(self.renditions))
         object.__setattr__(self, "formats", parse_formats(self.formats))
         for name in ("jpeg_quality", "webp_quality", "avif_quality"):
             value = getattr(self, name)
@@ -250,8 +196,8 @@ class Options:
     def from_settings(
         cls,
         *,
-        renditions: str | Iterable[str] = DEFAULT_RENDITIONS_SPEC,
-        formats: str | Iterable[str] = ("jpeg", "webp"),
+        renditions: str = spec.DEFAULT_RENDITIONS,
+        formats: str | Iterable[str] = spec.DEFAULT_OUTPUT_FORMATS,
         **numbers: int,
     ) -> Options:
         """Options from configuration strings (env vars), e.g. RENDITIONS and OUTPUT_FORMATS."""
@@ -259,9 +205,9 @@ class Options:
 
     def fingerprint(self) -> str:
         """Everything that changes output bytes; limits are left out (they only accept/reject)."""
-        renditions = ",".join(f"{r.name}:{r.fit}" for r in self.renditions)
+        renditions = spec.format_renditions(self.renditions)
         return (
-            f"pipeline={PIPELINE_VERSION};pillow={Image.__version__};renditions={renditions};"
+            f"pipeline={PIPELINE_VERSION};pillow={PIL.__version__};renditions={renditions};"
             f"formats={','.join(self.formats)};jpeg={self.jpeg_quality};webp={self.webp_quality};"
             f"avif={self.avif_quality}"
         )
@@ -435,7 +381,8 @@ def _to_resizable(im: Image.Image) -> Image.Image:
         # convert("L") would clip 16-bit values at 255 instead of scaling them.
         return im.convert("I").point(lambda v: v * (1 / 257)).convert("L")
     if mode == "F":
-        _low, high = im.getextrema()
+        # A single-band image's extrema are one (low, high) pair of numbers.
+        _low, high = cast(tuple[float, float], im.getextrema())
         scale = 255.0 if high <= 1.0 else 1.0
         return im.point(lambda v: v * scale).convert("L")
     if mode in ("RGBa", "La"):
@@ -475,7 +422,7 @@ def _to_srgb(im: Image.Image, icc: bytes | None, notes: list[str]) -> Image.Imag
         # No profile: the web's assumption is sRGB. CMYK without a profile gets Pillow's naive
         # conversion (Adobe-inverted JPEG CMYK was already un-inverted by the decoder).
         converted = base.convert("RGB")
-    if alpha is not None and alpha.getextrema()[0] < 255:
+    if alpha is not None and cast(tuple[int, int], alpha.getextrema())[0] < 255:
         converted.putalpha(alpha)
     return converted
 

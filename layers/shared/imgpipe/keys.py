@@ -18,6 +18,7 @@ from typing import Any
 PREFIX = "avatars/"
 ORIGINAL_NAME = "original"
 MANIFEST_NAME = "avatar.json"
+VERSIONS_NAME = "v"
 
 # Cognito subs are UUIDs; other issuers may use anything (Auth0's "auth0|123"), and
 # a key must never be steerable by a claim, so unsafe subjects map to a digest. The digest
@@ -79,8 +80,22 @@ def stable_key(user: str, filename: str) -> str:
     return f"{PREFIX}{user}/{filename}"
 
 
+def versions_prefix(user: str) -> str:
+    """Where every versioned rendition of `user` lives (one folder per version below it)."""
+    return f"{PREFIX}{user}/{VERSIONS_NAME}/"
+
+
 def versioned_key(user: str, version: str, filename: str) -> str:
-    return f"{PREFIX}{user}/v/{version}/{filename}"
+    return f"{versions_prefix(user)}{version}/{filename}"
+
+
+def version_in_key(user: str, key: str) -> str | None:
+    """The version a versioned rendition's key names, or None for any other key."""
+    prefix = versions_prefix(user)
+    version, slash, filename = key.removeprefix(prefix).partition("/")
+    if not key.startswith(prefix) or not slash or not version or not filename or "/" in filename:
+        return None
+    return version
 
 
 def public_url(base_url: str, key: str) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 _MISSING = object()
@@ -20,14 +20,24 @@ class SettingsError(RuntimeError):
     pass
 
 
-def env(name: str, default: Any = _MISSING) -> Any:
-    """Declare a dataclass field read from environment variable `name`; no default means required."""
+def env(name: str, default: Any = _MISSING, *, parse: Callable[[str], Any] | None = None) -> Any:
+    """Declare a dataclass field read from environment variable `name`; no default means required.
+
+    `parse` turns the raw string into the field's value (a ValueError names what is wrong);
+    without it the field's type decides (str, int, bool, tuple[str, ...]).
+    """
+    metadata = {"env": name, "parse": parse}
     if default is _MISSING:
-        return dataclasses.field(metadata={"env": name})
-    return dataclasses.field(default=default, metadata={"env": name})
+        return dataclasses.field(metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
 
 
-def _convert(name: str, raw: str, kind: Any) -> Any:
+def _convert(name: str, raw: str, kind: Any, parse: Callable[[str], Any] | None) -> Any:
+    if parse is not None:
+        try:
+            return parse(raw)
+        except ValueError as error:
+            raise SettingsError(f"{name}: {error}") from None
     if kind is str:
         return raw
     if kind is int:
@@ -65,8 +75,12 @@ def load[T](cls: type[T], environ: Mapping[str, str] | None = None) -> T:
             if field.default is not dataclasses.MISSING:
                 continue
             raise SettingsError(f"environment variable {name} is required")
-        values[field.name] = _convert(name, raw, hints[field.name])
-    settings = cls(**values)
+        values[field.name] = _convert(name, raw, hints[field.name], field.metadata.get("parse"))
+    try:
+        settings = cls(**values)
+    except ValueError as error:
+        # A dataclass that checks its values in __post_init__ fails the cold start the same way.
+        raise SettingsError(f"{cls.__name__}: {error}") from None
     validate = getattr(settings, "validate", None)
     if validate is not None:
         validate()

@@ -277,7 +277,7 @@ _BMFF_TOP_BOXES_WALKED = 64
 
 def _boxes(data: bytes, pos: int, end: int, limit: int) -> list[tuple[bytes, int, int]]:
     """(type, payload start, payload end) of the boxes in data[pos:end], at most `limit` of them."""
-    found = []
+    found: list[tuple[bytes, int, int]] = []
     while pos + 8 <= end and len(found) < limit:
         size, kind = struct.unpack_from(">I4s", data, pos)
         header = 8

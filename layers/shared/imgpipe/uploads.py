@@ -8,17 +8,18 @@ the caller sends can move it.
 
 from __future__ import annotations
 
-import re
+import base64
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from imgpipe import keys
+from imgpipe import keys, spec
 
 # The formats the processor opens; anything else would be stored only to be rejected.
-ALLOWED_CONTENT_TYPES: tuple[str, ...] = ("image/jpeg", "image/png", "image/webp", "image/gif", "image/avif")
+ALLOWED_CONTENT_TYPES: tuple[str, ...] = tuple(spec.INPUT_FORMATS.values())
 UPLOAD_ID_META = "x-amz-meta-upload-id"
-_RENDITION_NAME = re.compile(r"^[1-9][0-9]{0,4}x[1-9][0-9]{0,4}$")
+_BODY_EXAMPLE = 'body must be JSON like {"contentType": "image/png"}'
 
 
 class UploadRequestError(ValueError):
@@ -37,16 +38,18 @@ def normalize_content_type(value: object) -> str:
     return content_type
 
 
-def first_rendition_name(spec: str) -> str:
-    """'512x512' from a RENDITIONS spec such as '512x512:cover,128x128:cover'.
+def requested_content_type(body: str | None, *, base64_encoded: bool = False) -> str:
+    """The content type a `POST /avatars/key_upload` body asks for; UploadRequestError otherwise.
 
-    The presign function runs without the Pillow layer, so it cannot import
-    imgpipe.imaging's full parser; it needs only the avatar URL's name.
+    API Gateway base64-encodes bodies it does not take for text (e.g. without a Content-Type).
     """
-    name = spec.split(",", 1)[0].partition(":")[0].strip()
-    if not _RENDITION_NAME.match(name):
-        raise ValueError(f"RENDITIONS must start with WIDTHxHEIGHT, got {spec!r}")
-    return name
+    try:
+        request = json.loads(base64.b64decode(body or "", validate=True) if base64_encoded else body or "")
+    except ValueError:  # not JSON, not base64, not UTF-8
+        raise UploadRequestError(_BODY_EXAMPLE) from None
+    if not isinstance(request, dict) or "contentType" not in request:
+        raise UploadRequestError(_BODY_EXAMPLE)
+    return normalize_content_type(request["contentType"])
 
 
 def _utc_now() -> datetime:
@@ -66,7 +69,7 @@ def presign_avatar_upload(
     max_bytes: int,
     expires_in: int,
     assets_base_url: str,
-    rendition_name: str,
+    avatar_filename: str,
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """The JSON body of `POST /avatars/key_upload` for `user` (already `keys.user_key(sub)`).
@@ -105,6 +108,6 @@ def presign_avatar_upload(
         "uploadId": upload_id,
         "expiresAt": _iso(now + timedelta(seconds=expires_in)),
         "maxBytes": max_bytes,
-        "avatarUrl": keys.public_url(assets_base_url, keys.stable_key(user, f"{rendition_name}.jpg")),
+        "avatarUrl": keys.public_url(assets_base_url, keys.stable_key(user, avatar_filename)),
         "manifestUrl": keys.public_url(assets_base_url, keys.manifest_key(user)),
     }
