@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                 "AWS::AccountId": session.client("sts").get_caller_identity()["Account"],
                 "AWS::Region": session.region_name or REGION,
                 "AWS::StackName": args.stack_name,
+                "AllowedOrigins": DEFAULT_DEV_URL,  # required by the template; only CORS uses it
                 **parameters,
             }
             function = _function(template.load(path, parameters), args.function, path, args.env_vars)
