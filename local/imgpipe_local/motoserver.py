@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # the moto process imports this module and needs no SAM trans
 
 log = logging.getLogger("imgpipe_local")
 
-FAKE_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+FAKE_ACCESS_KEY = FAKE_SECRET_KEY = "testing"  # noqa: S105 - moto accepts any credentials
 COGNITO_TARGET = "AWSCognitoIdentityProviderService."
 
 
@@ -79,11 +79,17 @@ class MotoServer:
         """A boto3 client for this server, one per service (thread-safe; creating one takes ~50 ms)."""
         with self._lock:
             if (service, region) not in self._clients:
-                session = boto3.session.Session(region_name=region, **FAKE_CREDENTIALS)
+                session = boto3.session.Session(
+                    aws_access_key_id=FAKE_ACCESS_KEY,
+                    aws_secret_access_key=FAKE_SECRET_KEY,
+                    region_name=region,
+                )
                 config = Config(
                     signature_version="s3v4" if service == "s3" else None, max_pool_connections=50
                 )
-                self._clients[service, region] = session.client(service, endpoint_url=self.url, config=config)
+                # Any: boto3's stubs type clients per literal service name; this one serves several.
+                name: Any = service
+                self._clients[service, region] = session.client(name, endpoint_url=self.url, config=config)
             return self._clients[service, region]
 
 
