@@ -78,7 +78,8 @@ from typing import Any, Literal
 from imgpipe import avatar_doc, imaging, keys
 from imgpipe.avatar_doc import Doc, RerenderPlan, SkipReason
 from imgpipe.avatar_store import PARALLEL_REQUESTS, AvatarStore, Manifest, OriginalRef, S3Client, wait_all
-from imgpipe.spec import Rendering
+from imgpipe.settings import SettingsError
+from imgpipe.spec import AvatarSpec, Rendering
 
 logger = logging.getLogger(__name__)
 
@@ -142,6 +143,23 @@ class CommitConflict(RuntimeError):
 
 class SettleConflict(RuntimeError):
     """The stable copies kept changing under us; raised so a retry settles them later."""
+
+
+def config_from_spec(*, uploads_bucket: str, assets_bucket: str, spec: AvatarSpec) -> Config:
+    """The processor's configuration for a deployment's spec (every function that renders reads it
+    this one way); SettingsError when this Pillow cannot render it (e.g. avif without libavif)."""
+    try:
+        options = imaging.Options(
+            renditions=spec.renditions,
+            formats=spec.formats,
+            jpeg_quality=spec.jpeg_quality,
+            webp_quality=spec.webp_quality,
+            max_bytes=spec.max_upload_bytes,
+            max_pixels=spec.max_image_pixels,
+        )
+    except ValueError as error:
+        raise SettingsError(f"processor settings are invalid: {error}") from None
+    return Config(uploads_bucket=uploads_bucket, assets_bucket=assets_bucket, options=options)
 
 
 def handle_upload(
