@@ -301,6 +301,8 @@ def uploads_on(server: SeaweedS3, *, max_upload_bytes: int) -> UploadsOnSeaweed:
         "UserPoolId": "us-east-1_SeaweedE2e",
         "UserPoolClientId": "seaweed-e2e",
         "MaxUploadBytes": max_upload_bytes,
+        # Required by the template (no default); the CORS a test needs comes from provision(origins=).
+        "AllowedOrigins": "http://localhost:8000",
     }
     uploads = UploadsOnSeaweed(server, load_template(ROOT / "template.yaml", parameters))
     uploads.provision()

@@ -95,6 +95,8 @@ def _embedded_moto(template_path: Path, parameters: dict[str, str]) -> Iterator[
             "UserPoolId": pool.user_pool_id,
             "UserPoolClientId": pool.client_id,
             "JwksUrl": pool.jwks_url,
+            # Required by the template (no default); only CORS uses it, and an invoke has no browser.
+            "AllowedOrigins": DEFAULT_DEV_URL,
             **parameters,
         }
         loaded = template.load(template_path, resolved, queue_url_base=moto.url)
@@ -160,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                 "AWS::AccountId": session.client("sts").get_caller_identity()["Account"],
                 "AWS::Region": session.region_name or template.REGION,
                 "AWS::StackName": args.stack_name,
+                "AllowedOrigins": DEFAULT_DEV_URL,  # required by the template; only CORS uses it
                 **parameters,
             }
             # Your own credentials and region, untouched; only X-Ray is off (no daemon here).

@@ -139,7 +139,7 @@ def test_the_real_presign_function_answers_its_sample_event(capsys: pytest.Captu
     body = json.loads(result["body"])
     assert body["key"].startswith("avatars/")
     assert body["key"].endswith("/original")
-    assert body["url"].endswith("/imgpipe-uploads-123456789012")
+    assert body["url"].endswith("/imgpipe-uploads-123456789012-us-east-1")
 
 
 def test_an_unknown_function_is_named(capsys: pytest.CaptureFixture[str]) -> None:

@@ -47,7 +47,7 @@ def test_functions_come_with_code_layers_and_resolved_environment(project: templ
     assert presign.handler == "app.lambda_handler"
     assert presign.layers == (ROOT / "layers" / "shared",)
     assert processor.layers == (ROOT / "layers" / "shared", ROOT / "layers" / "pillow")
-    assert presign.environment["UPLOADS_BUCKET"] == "imgpipe-uploads-123456789012"
+    assert presign.environment["UPLOADS_BUCKET"] == "imgpipe-uploads-123456789012-us-east-1"
     # The CloudFront domain of the template points at the local CDN.
     assert presign.environment["ASSETS_BASE_URL"] == "http://127.0.0.1:3100"
     assert presign.environment["MAX_UPLOAD_BYTES"] == "26214400"
@@ -117,7 +117,7 @@ def test_outputs_name_the_local_endpoints(project: template.LocalTemplate) -> No
     assert project.outputs["ApiUrl"] == "http://127.0.0.1:3000"
     assert project.outputs["KeyUploadUrl"] == "http://127.0.0.1:3000/avatars/key_upload"
     assert project.outputs["CdnUrl"] == "http://127.0.0.1:3100"
-    assert project.outputs["UploadsBucketName"] == "imgpipe-uploads-123456789012"
+    assert project.outputs["UploadsBucketName"] == "imgpipe-uploads-123456789012-us-east-1"
     assert project.outputs["ProcessingDeadLetterQueueUrl"] == (
         "http://moto:5100/123456789012/imgpipe-ProcessingDeadLetterQueue"
     )
