@@ -460,9 +460,7 @@ def test_an_erase_during_a_rerender_leaves_nothing_published(
     commit = Pause(fn.s3, "PutObject", lambda params: params["Key"] == keys.manifest_key(user))
     run = in_thread(lambda: task(fn, user))
     commit.wait()
-    erase.erase_avatar(
-        aws, None, user=user, uploads_bucket=UPLOADS, assets_bucket=ASSETS, distribution_id=None
-    )
+    erase.erase_avatar(aws, user=user, uploads_bucket=UPLOADS, assets_bucket=ASSETS)
     commit.release()
 
     assert run.result(timeout=30)["results"][0]["resultString"] == "skipped gone"
