@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from imgpipe import invalidation, jwt_verify, keys, settings
-from imgpipe_local.template import Resolver, TemplateError, load_yaml, parameter_values, translate
+from imgpipe_local.cfn import Resolver, TemplateError, load_yaml, parameter_values, translate
+from imgpipe_local.template import local_resolver
 from tests.conftest import ROOT
 
 STACK = "imgpipe-test"
@@ -48,7 +49,7 @@ SAM = load_yaml(ROOT / "template.yaml")
 def _build(overrides: dict[str, Any]) -> tuple[dict[str, Any], Resolver]:
     values = parameter_values(SAM, {**PARAMETERS, **overrides})
     cfn = translate(SAM, values)
-    return cfn, Resolver(cfn, values)
+    return cfn, local_resolver(cfn, values)
 
 
 CFN, RESOLVER = _build({})
