@@ -454,6 +454,9 @@ CONTRACT_ENV = {
         "WEBP_QUALITY",
     },
 }
+# The backfill renders what the processor renders, from the same variables.
+CONTRACT_ENV["BackfillFunction"] = CONTRACT_ENV["ProcessImageFunction"]
+IMAGE_FUNCTIONS = {"ProcessImageFunction", "BackfillFunction"}
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
@@ -472,13 +475,13 @@ def test_function_runtime_logging_and_environment(function):
     assert f"{STACK}-shared" in layer_names
 
 
-def test_only_the_processor_carries_pillow():
+def test_only_the_image_functions_carry_pillow():
     for function in FUNCTIONS:
         layer_names = [
             resolved(RES[layer["Ref"]]["Properties"]["LayerName"])
             for layer in RES[function]["Properties"]["Layers"]
         ]
-        assert any("pillow" in name for name in layer_names) == (function == "ProcessImageFunction")
+        assert any("pillow" in name for name in layer_names) == (function in IMAGE_FUNCTIONS)
 
 
 def references(value: Any) -> set[str]:
