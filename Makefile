@@ -32,7 +32,7 @@ define pytest
 		|| { rc=$$?; if [ $$rc -eq 5 ]; then echo "(no tests collected in $(1))"; else exit $$rc; fi; }
 endef
 
-.PHONY: help python313 setup tools seaweedfs chromium lint unit integration e2e browser validate build test dev demo bench deploy clean
+.PHONY: help python313 setup tools seaweedfs chromium lint unit integration e2e browser validate build test dev demo bench check-stack-name deploy clean
 
 help:
 	@echo "make dev       run the whole pipeline locally (no Docker, no AWS account)"
@@ -128,13 +128,28 @@ demo: setup
 bench: setup
 	$(PY) bench/run.py
 
-# Guided until samconfig.toml holds this environment's UserPoolClientId (guided saves it there).
-deploy: build
+# The stack name is part of every bucket name (<stack>-uploads-<account>-<region>, 63 characters at
+# most, the longest region code has 14) and CloudFormation cannot measure a name, so the deploy checks
+# it before anything exists. STACK defaults to the environment's stack_name in samconfig.toml.
+STACK_NAME_MAX := 27
+STACK ?= $(shell $(PY313) -c 'import tomllib; print(tomllib.load(open("samconfig.toml", "rb")).get("$(ENV)", {}).get("global", {}).get("parameters", {}).get("stack_name", ""))')
+
+check-stack-name:
+	@name='$(STACK)'; \
+	if [[ ! "$$name" =~ ^[a-z]([a-z0-9-]*[a-z0-9])?$$ ]] || (( $${#name} > $(STACK_NAME_MAX) )); then \
+		echo "stack name '$$name': lowercase letters, digits and hyphens, starting with a letter, at most $(STACK_NAME_MAX) characters (bucket names are <stack>-uploads-<account>-<region>, 63 at most)" >&2; \
+		exit 1; \
+	fi
+
+# Guided until samconfig.toml holds this environment's answers (guided saves them there); the stack
+# name is passed explicitly so the checked name is the deployed one (guided offers it as the default).
+deploy: check-stack-name build
 	@if $(PY) -c 'import sys, tomllib; c = tomllib.load(open("samconfig.toml", "rb")); \
-		sys.exit("UserPoolClientId=" not in str(c.get("$(ENV)", {}).get("deploy", {}).get("parameters", {}).get("parameter_overrides", "")))'; then \
-		$(SAM) deploy --config-env $(ENV); \
+		o = str(c.get("$(ENV)", {}).get("deploy", {}).get("parameters", {}).get("parameter_overrides", "")); \
+		sys.exit(not all(p + "=" in o for p in ("UserPoolClientId", "AllowedOrigins")))'; then \
+		$(SAM) deploy --config-env $(ENV) --stack-name $(STACK); \
 	else \
-		$(SAM) deploy --guided --config-env $(ENV); \
+		$(SAM) deploy --guided --config-env $(ENV) --stack-name $(STACK); \
 	fi
 
 clean:

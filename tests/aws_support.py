@@ -1,8 +1,10 @@
-"""Moto fixtures shared by the unit and integration tests."""
+"""Moto fixtures and AWS behaviour moto lacks, shared by the unit and integration tests."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from botocore.awsrequest import AWSResponse
 
 
 def create_distribution(cloudfront: Any, origin_bucket: str, reference: str = "imgpipe-test") -> str:
@@ -26,3 +28,48 @@ def create_distribution(cloudfront: Any, origin_bucket: str, reference: str = "i
         }
     )
     return created["Distribution"]["Id"]
+
+
+class CloudFrontInvalidationLimit:
+    """CloudFront's limit on wildcard invalidation paths in progress, enforced on a moto client.
+
+    moto completes every invalidation at once and enforces no limit. This counts the wildcard
+    paths of each invalidation the client creates until `complete_all()` (time passing, as far
+    as CloudFront is concerned) and, past the limit, answers CreateInvalidation the way
+    CloudFront does: HTTP 400 TooManyInvalidationsInProgress, which botocore raises as its
+    modelled exception. Non-wildcard paths have a separate, larger limit and are not counted.
+    """
+
+    WILDCARD_PATHS_IN_PROGRESS = 15
+
+    def __init__(self, cloudfront: Any, limit: int = WILDCARD_PATHS_IN_PROGRESS) -> None:
+        self.limit = limit
+        self.in_progress = 0
+        self.most_in_progress = 0
+        self.refused = 0
+        self.created: list[list[str]] = []
+        events = cloudfront.meta.events
+        events.register("provide-client-params.cloudfront.CreateInvalidation", self._note_paths)
+        events.register("before-call.cloudfront.CreateInvalidation", self._answer)
+
+    def complete_all(self) -> None:
+        self.in_progress = 0
+
+    def _note_paths(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        context["imgpipe-paths"] = list(params["InvalidationBatch"]["Paths"]["Items"])
+
+    def _answer(self, context: dict[str, Any], **_: Any) -> tuple[Any, dict[str, Any]] | None:
+        paths = context["imgpipe-paths"]
+        wildcards = sum(path.endswith("*") for path in paths)
+        if self.in_progress + wildcards > self.limit:
+            self.refused += 1
+            message = "Your request contains too many invalidations."
+            response = AWSResponse("https://cloudfront.amazonaws.com/", 400, {}, None)
+            return response, {
+                "Error": {"Code": "TooManyInvalidationsInProgress", "Message": message},
+                "ResponseMetadata": {"HTTPStatusCode": 400},
+            }
+        self.in_progress += wildcards
+        self.most_in_progress = max(self.most_in_progress, self.in_progress)
+        self.created.append(paths)
+        return None

@@ -1,4 +1,4 @@
-"""DELETE /avatars through the real handler against moto's S3 and CloudFront (in-process)."""
+"""DELETE /avatars through the real handler against moto's S3, SQS and CloudFront (in-process)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from imgpipe import invalidation
 from imgpipe_local.handlers import Handler, load_handler
 from tests.aws_support import create_distribution
 from tests.conftest import FUNCTIONS, load_event
@@ -38,7 +39,13 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
         "POWERTOOLS_TRACE_DISABLED": "true",
     }.items():
         monkeypatch.setenv(name, value)
-    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "DISTRIBUTION_ID"):
+    for name in (
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_PROFILE",
+        "DISTRIBUTION_ID",
+        "INVALIDATION_QUEUE_URL",
+    ):
         monkeypatch.delenv(name, raising=False)
     with mock_aws():
         s3 = boto3.client("s3")
@@ -47,9 +54,18 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
         s3.create_bucket(Bucket=ASSETS)
         cloudfront = boto3.client("cloudfront")
         distribution_id = create_distribution(cloudfront, ASSETS)
+        sqs = boto3.client("sqs")
+        queue_url = sqs.create_queue(QueueName="imgpipe-invalidations")["QueueUrl"]
+        monkeypatch.setenv("INVALIDATION_QUEUE_URL", queue_url)
         for user in (SUB, *OTHERS):
             seed(s3, user)
-        yield {"s3": s3, "cloudfront": cloudfront, "distribution_id": distribution_id}
+        yield {
+            "s3": s3,
+            "cloudfront": cloudfront,
+            "distribution_id": distribution_id,
+            "sqs": sqs,
+            "queue_url": queue_url,
+        }
 
 
 def seed(s3: Any, user: str) -> None:
@@ -69,6 +85,23 @@ def stored(s3: Any, user: str) -> tuple[list[str], list[str]]:
     return versions, assets
 
 
+def queued_users(aws: dict[str, Any]) -> list[str]:
+    """Users whose invalidation is waiting in the queue (read without consuming them for long)."""
+    users = []
+    while (
+        messages := aws["sqs"]
+        .receive_message(QueueUrl=aws["queue_url"], MaxNumberOfMessages=10, VisibilityTimeout=30)
+        .get("Messages")
+    ):
+        users += [invalidation.user_from_message(m["Body"]) for m in messages]
+    return sorted(users)
+
+
+def invalidations(aws: dict[str, Any]) -> int:
+    listed = aws["cloudfront"].list_invalidations(DistributionId=aws["distribution_id"])["InvalidationList"]
+    return int(listed["Quantity"])
+
+
 def invoke(handler: Handler, event: dict[str, Any], lambda_context: Any) -> tuple[int, dict[str, Any]]:
     response = handler(event, lambda_context)
     # Every answer these tests provoke is held to docs/openapi.yaml.
@@ -81,10 +114,10 @@ def load(monkeypatch: pytest.MonkeyPatch, distribution_id: str) -> Handler:
     return load_handler(FUNCTIONS / "delete_avatar")
 
 
-def test_erases_only_the_callers_avatar_and_invalidates_it(
+def test_erases_only_the_callers_avatar_then_queues_its_cdn_invalidation(
     aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch, lambda_context: Any
-):
-    s3, cloudfront = aws["s3"], aws["cloudfront"]
+) -> None:
+    s3 = aws["s3"]
     handler = load(monkeypatch, aws["distribution_id"])
     others_before = {user: stored(s3, user) for user in OTHERS}
 
@@ -93,21 +126,17 @@ def test_erases_only_the_callers_avatar_and_invalidates_it(
 
     # Then 3 originals + 1 delete marker and 4 assets are gone, and nobody else's
     assert status == 200
-    assert body["deleted"] == {"uploads": 4, "assets": 4}
+    assert body == {"deleted": {"uploads": 4, "assets": 4}, "cdnInvalidation": "queued"}
     assert stored(s3, SUB) == ([], [])
     assert {user: stored(s3, user) for user in OTHERS} == others_before
 
-    # And the CDN copies of exactly that user's paths are invalidated
-    invalidation = cloudfront.get_invalidation(
-        DistributionId=aws["distribution_id"], Id=body["invalidationId"]
-    )
-    assert invalidation["Invalidation"]["InvalidationBatch"]["Paths"] == {
-        "Quantity": 1,
-        "Items": [f"/avatars/{SUB}/*"],
-    }
+    # And that user's CDN copies are queued for invalidation, not invalidated on the request
+    # (CloudFront's in-progress limit must not fail an erasure: functions/invalidate_cdn)
+    assert queued_users(aws) == [SUB]
+    assert invalidations(aws) == 0
 
 
-def test_is_idempotent(aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch, lambda_context: Any):
+def test_is_idempotent(aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch, lambda_context: Any) -> None:
     s3 = aws["s3"]
     handler = load(monkeypatch, aws["distribution_id"])
     others_before = {user: stored(s3, user) for user in OTHERS}
@@ -117,23 +146,22 @@ def test_is_idempotent(aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch, lam
 
     assert first[0] == second[0] == 200
     assert second[1]["deleted"] == {"uploads": 0, "assets": 0}
-    assert second[1]["invalidationId"] != first[1]["invalidationId"]
+    # Queued again: the first call may have failed right after deleting.
+    assert second[1]["cdnInvalidation"] == "queued"
+    assert queued_users(aws) == [SUB, SUB]
     assert {user: stored(s3, user) for user in OTHERS} == others_before
-    listed = aws["cloudfront"].list_invalidations(DistributionId=aws["distribution_id"])["InvalidationList"]
-    assert listed["Quantity"] == 2
 
 
 def test_without_a_distribution_it_only_deletes(
     aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch, lambda_context: Any
-):
+) -> None:
     handler = load(monkeypatch, "")  # the local stack has no CloudFront
 
     status, body = invoke(handler, load_event("delete_avatar"), lambda_context)
 
     assert status == 200
-    assert body == {"deleted": {"uploads": 4, "assets": 4}, "invalidationId": None}
-    listed = aws["cloudfront"].list_invalidations(DistributionId=aws["distribution_id"])["InvalidationList"]
-    assert listed["Quantity"] == 0
+    assert body == {"deleted": {"uploads": 4, "assets": 4}, "cdnInvalidation": None}
+    assert queued_users(aws) == []
 
 
 @pytest.mark.parametrize("authorizer", [None, {"lambda": {}}, {"lambda": {"sub": ""}}])
@@ -194,12 +222,20 @@ def test_an_object_s3_refuses_to_delete_fails_the_request(
     status, body = invoke(handler, load_event("delete_avatar"), lambda_context)
 
     # Then the answer says to retry instead of reporting a partial erase as done (the detail,
-    # which names buckets and keys, stays in the log), and nothing is invalidated until the
-    # objects are really gone
+    # which names buckets and keys, stays in the log), and nothing is queued for invalidation
+    # until the objects are really gone
     assert status == 503
     assert body == {"statusCode": 503, "message": "Some objects could not be deleted yet; retry the request."}
-    listed = aws["cloudfront"].list_invalidations(DistributionId=aws["distribution_id"])["InvalidationList"]
-    assert listed["Quantity"] == 0
+    assert queued_users(aws) == []
+
+
+def test_a_distribution_without_an_invalidation_queue_fails_the_cold_start(
+    aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("INVALIDATION_QUEUE_URL")
+
+    with pytest.raises(RuntimeError, match="INVALIDATION_QUEUE_URL"):
+        load(monkeypatch, aws["distribution_id"])
 
 
 def test_missing_bucket_setting_fails_the_cold_start(aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,7 +36,7 @@ def project(tmp_path: Path) -> Path:
     return path
 
 
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, object]:
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any]:
     code = invoke_cmd.main(list(argv))
     return code, json.loads(capsys.readouterr().out)
 
@@ -139,7 +140,7 @@ def test_the_real_presign_function_answers_its_sample_event(capsys: pytest.Captu
     body = json.loads(result["body"])
     assert body["key"].startswith("avatars/")
     assert body["key"].endswith("/original")
-    assert body["url"].endswith("/imgpipe-uploads-123456789012")
+    assert body["url"].endswith("/imgpipe-uploads-123456789012-us-east-1")
 
 
 def test_an_unknown_function_is_named(capsys: pytest.CaptureFixture[str]) -> None:

@@ -38,9 +38,7 @@ BAD = b"this is not an image\n" * 100
 
 
 def erase_avatar(s3: Any) -> erase.EraseResult:
-    return erase.erase_avatar(
-        s3, None, user=USER, uploads_bucket=UPLOADS, assets_bucket=ASSETS, distribution_id=None
-    )
+    return erase.erase_avatar(s3, user=USER, uploads_bucket=UPLOADS, assets_bucket=ASSETS)
 
 
 def published(s3: Any) -> list[str]:

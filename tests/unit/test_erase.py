@@ -1,4 +1,4 @@
-"""imgpipe.erase against moto's in-process S3 and CloudFront: exactly one user's objects, every version."""
+"""imgpipe.erase against moto's in-process S3: exactly one user's objects, every version."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import pytest
 from moto import mock_aws
 
 from imgpipe import erase, keys
-from tests.aws_support import create_distribution
 
 UPLOADS = "erase-uploads"
 ASSETS = "erase-assets"
@@ -19,7 +18,7 @@ LOCKED = "erase-locked"
 
 
 @pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Any]]:
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     for name, value in {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
@@ -33,7 +32,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Any]]:
         s3.create_bucket(Bucket=UPLOADS)
         s3.put_bucket_versioning(Bucket=UPLOADS, VersioningConfiguration={"Status": "Enabled"})
         s3.create_bucket(Bucket=ASSETS)
-        yield s3, boto3.client("cloudfront")
+        yield s3
 
 
 def seed_user(s3: Any, user: str, uploads: int = 3) -> None:
@@ -56,19 +55,12 @@ def asset_keys(s3: Any, prefix: str) -> list[str]:
     return [e["Key"] for e in s3.list_objects_v2(Bucket=ASSETS, Prefix=prefix).get("Contents", ())]
 
 
-def run(s3: Any, cloudfront: Any = None, distribution_id: str | None = None, user: str = "ab"):
-    return erase.erase_avatar(
-        s3,
-        cloudfront,
-        user=user,
-        uploads_bucket=UPLOADS,
-        assets_bucket=ASSETS,
-        distribution_id=distribution_id,
-    )
+def run(s3: Any, user: str = "ab") -> erase.EraseResult:
+    return erase.erase_avatar(s3, user=user, uploads_bucket=UPLOADS, assets_bucket=ASSETS)
 
 
-def test_erases_every_version_and_marker_and_only_that_users(aws: tuple[Any, Any]):
-    s3, _ = aws
+def test_erases_every_version_and_marker_and_only_that_users(aws: Any):
+    s3 = aws
     # Given "ab" and users whose names start with "ab" or sit beside it
     for user in ("ab", "abc", "ab-c", "ab.c", "a", "b"):
         seed_user(s3, user)
@@ -82,32 +74,32 @@ def test_erases_every_version_and_marker_and_only_that_users(aws: tuple[Any, Any
     result = run(s3)
 
     # Then all of ab's versions, markers and assets are gone, and nobody else lost anything
-    assert result == erase.EraseResult(uploads_deleted=4, assets_deleted=4, invalidation_id=None)
+    assert result == erase.EraseResult(uploads_deleted=4, assets_deleted=4)
     assert uploads_entries(s3, "avatars/ab/") == []
     assert asset_keys(s3, "avatars/ab/") == []
     for user, before in others_before.items():
         assert (uploads_entries(s3, f"avatars/{user}/"), asset_keys(s3, f"avatars/{user}/")) == before
 
 
-def test_second_erase_succeeds_and_deletes_nothing(aws: tuple[Any, Any]):
-    s3, _ = aws
+def test_second_erase_succeeds_and_deletes_nothing(aws: Any):
+    s3 = aws
     seed_user(s3, "ab")
     seed_user(s3, "abc")
 
     run(s3)
     again = run(s3)
 
-    assert again == erase.EraseResult(uploads_deleted=0, assets_deleted=0, invalidation_id=None)
+    assert again == erase.EraseResult(uploads_deleted=0, assets_deleted=0)
     assert len(uploads_entries(s3, "avatars/abc/")) == 4
 
 
-def test_nothing_stored_is_not_an_error(aws: tuple[Any, Any]):
-    s3, _ = aws
-    assert run(s3, user="never-uploaded") == erase.EraseResult(0, 0, None)
+def test_nothing_stored_is_not_an_error(aws: Any):
+    s3 = aws
+    assert run(s3, user="never-uploaded") == erase.EraseResult(0, 0)
 
 
-def test_deletes_in_batches_s3_accepts(aws: tuple[Any, Any]):
-    s3, _ = aws
+def test_deletes_in_batches_s3_accepts(aws: Any):
+    s3 = aws
     # Given more assets than one DeleteObjects call may carry (moto does not enforce the 1000 cap)
     for n in range(1001):
         s3.put_object(Bucket=ASSETS, Key=f"avatars/ab/v/{n:04x}/128x128.jpg", Body=b"")
@@ -127,8 +119,8 @@ def test_deletes_in_batches_s3_accepts(aws: tuple[Any, Any]):
     assert asset_keys(s3, "avatars/ab/") == []
 
 
-def test_batches_follow_the_batch_size_across_versions(aws: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch):
-    s3, _ = aws
+def test_batches_follow_the_batch_size_across_versions(aws: Any, monkeypatch: pytest.MonkeyPatch):
+    s3 = aws
     seed_user(s3, "ab", uploads=6)  # 6 versions + 1 delete marker
     monkeypatch.setattr(erase, "DELETE_BATCH", 3)
     batches: list[int] = []
@@ -144,8 +136,8 @@ def test_batches_follow_the_batch_size_across_versions(aws: tuple[Any, Any], mon
     assert uploads_entries(s3, "avatars/ab/") == []
 
 
-def test_refused_deletes_raise_with_the_keys(aws: tuple[Any, Any]):
-    s3, _ = aws
+def test_refused_deletes_raise_with_the_keys(aws: Any):
+    s3 = aws
     # Given an original that S3 refuses to delete (object lock in compliance mode)
     s3.create_bucket(Bucket=LOCKED, ObjectLockEnabledForBucket=True)
     s3.put_object(
@@ -161,44 +153,12 @@ def test_refused_deletes_raise_with_the_keys(aws: tuple[Any, Any]):
         erase.EraseError,
         match=r"1 of 1 objects in erase-locked not deleted \(avatars/ab/original: AccessDenied\)",
     ):
-        erase.erase_avatar(
-            s3, None, user="ab", uploads_bucket=LOCKED, assets_bucket=ASSETS, distribution_id=None
-        )
+        erase.erase_avatar(s3, user="ab", uploads_bucket=LOCKED, assets_bucket=ASSETS)
 
 
-def test_invalidates_the_users_paths_with_a_fresh_reference_each_time(aws: tuple[Any, Any]):
-    s3, cloudfront = aws
-    distribution_id = create_distribution(cloudfront, ASSETS)
-    seed_user(s3, "ab")
-
-    first = run(s3, cloudfront, distribution_id)
-    # A retry invalidates again: the first call may have failed right after deleting.
-    second = run(s3, cloudfront, distribution_id)
-
-    assert first.invalidation_id
-    assert second.invalidation_id
-    assert first.invalidation_id != second.invalidation_id
-    batches = [
-        cloudfront.get_invalidation(DistributionId=distribution_id, Id=i)["Invalidation"]["InvalidationBatch"]
-        for i in (first.invalidation_id, second.invalidation_id)
-    ]
-    assert [b["Paths"] for b in batches] == [{"Quantity": 1, "Items": ["/avatars/ab/*"]}] * 2
-    assert batches[0]["CallerReference"] != batches[1]["CallerReference"]
-
-
-def test_no_distribution_means_no_invalidation(aws: tuple[Any, Any]):
-    s3, cloudfront = aws
-    distribution_id = create_distribution(cloudfront, ASSETS)
-    seed_user(s3, "ab")
-
-    assert run(s3, cloudfront, distribution_id=None).invalidation_id is None
-    assert run(s3, cloudfront, distribution_id="").invalidation_id is None
-    assert cloudfront.list_invalidations(DistributionId=distribution_id)["InvalidationList"]["Quantity"] == 0
-
-
-def test_erases_a_user_whose_folder_is_a_digest(aws: tuple[Any, Any]) -> None:
+def test_erases_a_user_whose_folder_is_a_digest(aws: Any) -> None:
     # Subjects that are not key-safe (and those shaped like a digest) live under their digest.
-    s3, _ = aws
+    s3 = aws
     user = keys.user_key("auth0|1")
     seed_user(s3, user)
 
@@ -207,8 +167,8 @@ def test_erases_a_user_whose_folder_is_a_digest(aws: tuple[Any, Any]) -> None:
 
 
 @pytest.mark.parametrize("user", ["", "a/b", "..", "ab/", "avatars/ab", "auth0|1"])
-def test_refuses_anything_but_a_user_key(aws: tuple[Any, Any], user: str):
-    s3, _ = aws
+def test_refuses_anything_but_a_user_key(aws: Any, user: str):
+    s3 = aws
     seed_user(s3, "ab")
 
     with pytest.raises(ValueError, match=r"subject must not be empty|not a user key"):
@@ -217,11 +177,11 @@ def test_refuses_anything_but_a_user_key(aws: tuple[Any, Any], user: str):
     assert len(uploads_entries(s3, "avatars/")) == 4
 
 
-def test_originals_are_gone_before_the_assets_are_listed(aws: tuple[Any, Any]):
+def test_originals_are_gone_before_the_assets_are_listed(aws: Any) -> None:
     # The processor relies on this order: an upload being processed checks that its original
     # still exists after its last write; if it does, this listing has not happened yet and will
     # see everything the processor wrote (imgpipe.avatars).
-    s3, _ = aws
+    s3 = aws
     seed_user(s3, "ab")
     calls: list[tuple[str, str]] = []
     s3.meta.events.register(

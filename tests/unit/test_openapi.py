@@ -5,6 +5,7 @@ tests/integration and tests/e2e.)"""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -60,12 +61,17 @@ def test_every_route_needs_the_bearer_token_and_preflight_does_not() -> None:
 
 def test_cors_is_the_templates() -> None:
     cors = API["CorsConfiguration"]
-    assert DOCUMENT["x-amazon-apigateway-cors"] == {
-        "allowOrigins": TEMPLATE["Parameters"]["AllowedOrigins"]["Default"].split(","),
+    documented = DOCUMENT["x-amazon-apigateway-cors"]
+    assert {key: value for key, value in documented.items() if key != "allowOrigins"} == {
         "allowMethods": cors["AllowMethods"],
         "allowHeaders": cors["AllowHeaders"],
         "maxAge": cors["MaxAge"],
     }
+    # AllowedOrigins has no default (each deployment names its own); the document shows the local
+    # stack's, which the parameter's pattern must accept.
+    origin = re.compile(TEMPLATE["Parameters"]["AllowedOrigins"]["AllowedPattern"])
+    assert documented["allowOrigins"] == ["http://localhost:8000", "http://127.0.0.1:8000"]
+    assert all(origin.fullmatch(o) for o in documented["allowOrigins"])
     assert {path for path, method, _ in OPERATIONS if method == "options"} == set(DOCUMENT["paths"])
 
 

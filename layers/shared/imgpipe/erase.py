@@ -1,8 +1,9 @@
-"""Erase one user's avatar everywhere it is stored: originals (all versions), renditions, CDN copies.
+"""Erase one user's avatar everywhere S3 stores it: originals (all versions), renditions, manifest.
 
 Idempotent: a second erase finds nothing and deletes nothing, so a client may retry
 after any failure. Everything is scoped by `keys.user_prefix(user)`, which ends in
-"/" so user "ab" can never reach "abc"'s objects.
+"/" so user "ab" can never reach "abc"'s objects. The CDN's copies are the caller's
+next step, once the objects are gone (`imgpipe.invalidation`).
 
 Originals go first, then the assets are listed and deleted: an upload being processed
 meanwhile checks its original after its last write, and either finds it (so this listing
@@ -11,7 +12,6 @@ comes later and sees all it wrote) or takes back what it wrote itself (imgpipe.a
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import batched
@@ -31,7 +31,6 @@ class EraseError(RuntimeError):
 class EraseResult:
     uploads_deleted: int
     assets_deleted: int
-    invalidation_id: str | None
 
 
 def _uploads_versions(s3: Any, bucket: str, prefix: str) -> Iterator[dict[str, str]]:
@@ -63,41 +62,12 @@ def _delete_all(s3: Any, bucket: str, objects: Iterable[dict[str, str]]) -> int:
     return deleted
 
 
-def invalidation_paths(user: str) -> list[str]:
-    return [f"/{keys.user_prefix(user)}*"]
-
-
-def erase_avatar(
-    s3: Any,
-    cloudfront: Any | None,
-    *,
-    user: str,
-    uploads_bucket: str,
-    assets_bucket: str,
-    distribution_id: str | None,
-) -> EraseResult:
-    """Delete everything stored for `user` (already `keys.user_key(sub)`).
-
-    The invalidation runs on every call with a distribution, even one that deleted
-    nothing: an earlier call may have deleted the objects and then failed before
-    invalidating, and the CDN would otherwise keep serving erased images (versioned
-    copies are cached as immutable for a year).
-    """
+def erase_avatar(s3: Any, *, user: str, uploads_bucket: str, assets_bucket: str) -> EraseResult:
+    """Delete everything stored for `user` (already `keys.user_key(sub)`)."""
     # Anything but a user key ("", "a/b", "..") could widen the prefix.
     if not keys.is_user_key(user):
         raise ValueError(f"refusing to erase for {user!r}: not a user key")
     prefix = keys.user_prefix(user)
     uploads_deleted = _delete_all(s3, uploads_bucket, _uploads_versions(s3, uploads_bucket, prefix))
     assets_deleted = _delete_all(s3, assets_bucket, _asset_objects(s3, assets_bucket, prefix))
-    invalidation_id = None
-    if distribution_id and cloudfront is not None:
-        paths = invalidation_paths(user)
-        response = cloudfront.create_invalidation(
-            DistributionId=distribution_id,
-            InvalidationBatch={
-                "Paths": {"Quantity": len(paths), "Items": paths},
-                "CallerReference": f"imgpipe-erase-{uuid.uuid4().hex}",
-            },
-        )
-        invalidation_id = response["Invalidation"]["Id"]
-    return EraseResult(uploads_deleted, assets_deleted, invalidation_id)
+    return EraseResult(uploads_deleted, assets_deleted)

@@ -66,7 +66,8 @@ ALGORITHMS: dict[str, tuple[str, frozenset[str] | None]] = {
 }
 ACCESS, ID = "access", "id"
 TOKEN_USES = (ACCESS, ID)
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# Python's names, and Lambda's WARN (the template's LogLevel takes Lambda's names; logging knows both).
+LOG_LEVELS = ("DEBUG", "INFO", "WARN", "WARNING", "ERROR", "CRITICAL")
 
 # Cognito access tokens are ~1 KB and id tokens a few KB with groups and custom attributes;
 # API Gateway caps all request headers at 10 KB anyway.
