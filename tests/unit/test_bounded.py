@@ -171,6 +171,16 @@ def test_the_kept_child_reads_the_payload_in_place() -> None:
     assert _run(_payload_kind, b"abcdef") == ("memoryview", b"abc")
 
 
+def test_a_payload_over_the_shared_limit_goes_to_a_fresh_child(monkeypatch: pytest.MonkeyPatch) -> None:
+    kept = _run(_whoami)[0]
+    monkeypatch.setattr(bounded, "SHARED_LIMIT", 1 << 20)
+    # It reads the bytes the parent holds (no second copy), in a child of its own
+    assert _run(_payload_kind, b"x" * (2 << 20)) == ("bytes", b"xxx")
+    assert _run(_whoami, b"y" * (2 << 20))[0] not in (kept, os.getpid())
+    # and the kept child stays for smaller ones
+    assert _run(_whoami, b"small")[0] == kept
+
+
 def test_a_payload_larger_than_the_shared_buffer_gets_a_child_with_a_bigger_one() -> None:
     small = _run(_whoami, b"x" * 1000)
     large = _run(_whoami, b"y" * (5 << 20))

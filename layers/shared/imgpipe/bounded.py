@@ -72,6 +72,11 @@ CPU_WATCHDOG_SLACK = 1.0
 # ~80 MB of a 315 MB budget), a small one after a big one gets a fresh child.
 RETAINED_SHARE = 0.5
 _MIN_SHARED = 1 << 20
+# Larger payloads go to a fresh child, which reads the one the parent holds instead of a second
+# copy in shared memory: their decode takes seconds, the fork ~10 ms. 32 MiB is above the
+# default upload cap (25 MiB), so in production every upload takes the kept child; the bench's
+# 97 MB 48 MP PNG peaked at 422 MB through it, ~320 MB through a fresh child.
+SHARED_LIMIT = 32 << 20
 
 
 @dataclass(frozen=True)
@@ -491,11 +496,11 @@ atexit.register(_keeper.retire)  # reaped, not orphaned: its usage reaches whoev
 def run(fn: Callable[..., Any], payload: bytes, *args: Any, cpu_seconds: float, memory_bytes: int) -> Any:
     """fn(payload, *args) under the limits in a kept child (see the module's docstring): its
     result, or the exception it raised (re-raised here), or Overrun / ChildCrashed. `fn` gets
-    the payload as a memoryview of memory shared with this process (no copy; bytes when another
-    thread's call holds the kept child), `args` pickled; `fn` and the code it runs are the
-    child's copy from its fork."""
-    if not _keeper.lock.acquire(blocking=False):
-        # Another thread's call holds the kept child: this one gets a fresh child of its own.
+    the payload as a memoryview of memory shared with this process (bytes in a fresh child: when
+    the payload is over SHARED_LIMIT or another thread's call holds the kept child), `args`
+    pickled; `fn` and the code it runs are the child's copy from its fork."""
+    if len(payload) > SHARED_LIMIT or not _keeper.lock.acquire(blocking=False):
+        # Too big to copy, or another thread's call holds the kept child: a fresh child.
         return call(lambda: fn(payload, *args), cpu_seconds=cpu_seconds, memory_bytes=memory_bytes)
     try:
         for _attempt in range(2):
