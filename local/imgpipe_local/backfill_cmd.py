@@ -26,6 +26,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -131,14 +132,21 @@ def invoke_config(workers: int) -> Config:
 @contextlib.contextmanager
 def stop_on_sigint() -> Iterator[threading.Event]:
     """Ctrl-C sets the event instead of raising wherever the main thread is: the run takes no new
-    original, lets those in flight finish and reports. A second Ctrl-C raises as usual."""
+    original, waits for the answers of those in flight and reports. A second Ctrl-C quits at once:
+    the tasks in flight still finish in the function (each avatar is done or untouched), unreported."""
     stop = threading.Event()
     previous = signal.getsignal(signal.SIGINT)
 
+    def second(_signum: int, _frame: FrameType | None) -> None:
+        print("\nquit: the avatars in flight finish in the function; run the command again", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)  # the worker threads would be joined at exit, each waiting for its answer
+
     def first(_signum: int, _frame: FrameType | None) -> None:
         stop.set()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        print("\nstopping: the avatars in flight finish (Ctrl-C again to abandon them)", file=sys.stderr)
+        signal.signal(signal.SIGINT, second)
+        print("\nstopping: waiting for the avatars in flight (Ctrl-C again to quit now)", file=sys.stderr)
 
     signal.signal(signal.SIGINT, first)
     try:

@@ -219,6 +219,60 @@ def test_ctrl_c_stops_the_run_between_avatars_and_the_same_command_finishes_it(s
     assert all(manifest(stack, u)["avatar"]["spec"]["digest"] == new for u in names)
 
 
+def rendition_versions(stack: LocalStack, user: str) -> set[str]:
+    """The versions with renditions under the user's versioned keys (a re-render writes its own
+    before it commits avatar.json)."""
+    prefix = f"{keys.user_prefix(user)}v/"
+    listing = stack.client("s3").list_objects_v2(Bucket=stack.outputs["AssetsBucketName"], Prefix=prefix)
+    return {item["Key"][len(prefix) :].split("/")[0] for item in listing.get("Contents", [])}
+
+
+def test_a_second_ctrl_c_quits_at_once_and_the_avatar_in_flight_still_finishes(stack: LocalStack) -> None:
+    # Given three stale avatars, each re-render slowed to seconds (500 ms per S3 call)
+    names = users(3)
+    populate(stack, names)
+    shown = manifest(stack, names[1])["avatar"]["version"]
+    stack.update(NEW)
+    assert stack.runtime is not None
+    stack.runtime.pools["BackfillFunction"].retire(latency_ms=500)
+    new = digest(stack)
+    process = subprocess.Popen(
+        [str(IMGPIPE), "backfill", "--dev", stack.web_url, "--workers", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # When Ctrl-C comes twice while the second avatar's re-render has written its renditions
+        # but not yet committed
+        deadline = time.monotonic() + 120
+        while rendition_versions(stack, names[1]) == {shown}:
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.1)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=2)  # its commit alone is 0.5 s away, its end ~1.5 s
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+    # Then the command quit at once, without a summary
+    assert process.returncode == 130, out + err
+    assert "quit: the avatars in flight finish in the function" in err
+    assert "re-rendered" not in out
+    # And the re-render it left finishes in the function; the next run does only what is left
+    deadline = time.monotonic() + 60
+    while manifest(stack, names[1])["avatar"]["spec"]["digest"] != new:
+        assert time.monotonic() < deadline, "the re-render in flight never finished"
+        time.sleep(0.1)
+    again = backfill(stack)
+    assert again.code == 0, again.out + again.err
+    assert (again.counts()["current"], again.counts()["rerendered"]) == (2, 1)
+
+
 def test_a_refused_rerender_is_reported_recorded_and_not_a_failure(stack: LocalStack) -> None:
     # Given an avatar of a 1.9 MP photo and a small one, then a spec that also lowers the pixel limit
     big, small = "big", "small"
@@ -254,13 +308,6 @@ def test_an_upload_committed_while_a_rerender_works_is_never_overwritten(stack: 
     populate(stack, ["warm-up"])
     assert stack.runtime is not None
     stack.runtime.pools["BackfillFunction"].retire(latency_ms=1000)
-    s3, bucket = stack.client("s3"), stack.outputs["AssetsBucketName"]
-    prefix = f"{keys.user_prefix(user)}v/"
-
-    def rendition_versions() -> set[str]:
-        listing = s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
-        return {item["Key"][len(prefix) :].split("/")[0] for item in listing}
-
     process = subprocess.Popen(
         [str(IMGPIPE), "backfill", "--dev", stack.web_url, "--workers", "1"],
         stdout=subprocess.PIPE,
@@ -270,7 +317,7 @@ def test_an_upload_committed_while_a_rerender_works_is_never_overwritten(stack: 
     try:
         # When the re-render's renditions are written (its commit still ahead), the user uploads
         deadline = time.monotonic() + 120
-        while rendition_versions() == {old_version}:
+        while rendition_versions(stack, user) == {old_version}:
             assert process.poll() is None, process.communicate()
             assert time.monotonic() < deadline
             time.sleep(0.02)
