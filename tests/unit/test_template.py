@@ -586,6 +586,11 @@ def test_layers_declare_and_are_built_for_the_functions_architecture(architectur
         if layer["Type"] == "AWS::Serverless::LayerVersion":
             # sam build resolves the metadata with the same parameters (tests/build checks the ELF).
             assert layer["Metadata"]["BuildArchitecture"] == {"Ref": "Architecture"}, name
+            # sam passes layers/Makefile no architecture: it runs in a folder named after it, whose
+            # platform.mk picks the wheels (tests/build builds both and reads their ELF headers).
+            platform = ROOT / resolver.resolve(layer["Metadata"]["WorkingDirectory"]) / "platform.mk"
+            wheel_arch = {"arm64": "aarch64", "x86_64": "x86_64"}[architecture]
+            assert re.search(rf"^WHEEL_ARCH := {wheel_arch}$", platform.read_text(), re.M), name
     for function in FUNCTIONS:
         assert resolver.resolve(cfn["Resources"][function]["Properties"]["Architectures"]) == [architecture]
 
