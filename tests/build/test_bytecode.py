@@ -53,15 +53,15 @@ PARAMETERS = {
     "UserPoolClientId": "buildclient",
     "AllowedOrigins": "https://app.example.com",
 }
-# What Lambda and CloudFormation set that a template loaded for the local stack leaves out or
-# empty (there is no CloudFront distribution locally).
-DEPLOYED_ENVIRONMENT = {
+# What CloudFormation fills in that the local stack's loader leaves empty (it has no CloudFront).
+DEPLOYED_VALUES = {"DISTRIBUTION_ID": "E2BUILD0000000"}
+# What the Lambda runtime sets that the template does not.
+LAMBDA_ENVIRONMENT = {
     "AWS_REGION": "us-east-1",
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_ACCESS_KEY_ID": "build",
     "AWS_SECRET_ACCESS_KEY": "build",
     "AWS_EXECUTION_ENV": "AWS_Lambda_python3.13",
-    "DISTRIBUTION_ID": "E2BUILD0000000",
 }
 
 # Imports the handler module as Lambda does (code, then layers, first on sys.path) and reports
@@ -190,8 +190,8 @@ def test_a_cold_start_compiles_no_module_of_the_layers(x86_64_build: Path, funct
     before = set(x86_64_build.rglob("*"))
     environment = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        **built.environment,
-        **DEPLOYED_ENVIRONMENT,
+        **LAMBDA_ENVIRONMENT,
+        **{name: value or DEPLOYED_VALUES.get(name, value) for name, value in built.environment.items()},
         "AWS_LAMBDA_FUNCTION_NAME": built.name,
         "LAMBDA_TASK_ROOT": str(built.code_uri),
     }
