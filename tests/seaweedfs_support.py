@@ -27,9 +27,9 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from imgpipe_local.runtime import FunctionRunner
 from imgpipe_local.template import Bucket, Function, LocalTemplate
 from imgpipe_local.template import load as load_template
+from imgpipe_local.workers import FunctionPool
 from tests.conftest import ROOT, load_event
 
 WEED = Path(os.environ.get("IMGPIPE_WEED", ROOT / ".tools" / "seaweedfs" / "bin" / "weed"))
@@ -221,14 +221,14 @@ def _free_port_pair(offset: int) -> int:
 @dataclass
 class UploadsOnSeaweed:
     """template.yaml's uploads bucket created on SeaweedFS, and the project's own presign function
-    (functions/presign_upload with the template's environment) signing for it, invoked in-process
-    with API Gateway's event as the local stack invokes it."""
+    (functions/presign_upload with the template's environment) signing for it, invoked in a worker
+    process with API Gateway's event as the local stack invokes it."""
 
     server: SeaweedS3
     template: LocalTemplate
 
     def __post_init__(self) -> None:
-        self._runners: dict[tuple[str | None, int | None], FunctionRunner] = {}
+        self._runners: dict[tuple[str | None, int | None], FunctionPool] = {}
 
     @property
     def bucket(self) -> Bucket:
@@ -274,7 +274,7 @@ class UploadsOnSeaweed:
                 function = replace(function, environment=variables)
             environment = self.server.environment(secret_key=secret_key)
             environment["POWERTOOLS_TRACE_DISABLED"] = "true"  # no X-Ray daemon here
-            runner = self._runners[(secret_key, ttl_seconds)] = FunctionRunner(function, environment)
+            runner = self._runners[(secret_key, ttl_seconds)] = FunctionPool(function, environment)
         event = load_event("presign_upload_key_upload")
         event["requestContext"]["authorizer"]["lambda"]["sub"] = sub
         event["body"] = json.dumps({"contentType": content_type})

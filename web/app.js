@@ -50,6 +50,11 @@ async function fetchWithTimeout(url, options, what) {
   return response;
 }
 
+// One full stop at the end, whether or not the service's own message brought one.
+function sentence(text) {
+  return /[.!?]$/.test(text) ? text : `${text}.`;
+}
+
 async function errorText(response) {
   try {
     const body = await response.json();
@@ -75,7 +80,7 @@ async function signIn(config, username, password) {
   }, "Sign-in");
   const body = await response.json().catch(() => ({}));
   if (!response.ok) {
-    throw new UserError(`Sign-in refused: ${body.message || body.__type || response.status}.`);
+    throw new UserError(sentence(`Sign-in refused: ${body.message || body.__type || response.status}`));
   }
   if (!body.AuthenticationResult) {
     throw new UserError(`Sign-in needs a further step (${body.ChallengeName || "unknown challenge"}), which this demo does not support.`);
@@ -227,7 +232,6 @@ function paintAvatar(avatar) {
       `${avatar.renditions.length} renditions (version ${avatar.version.slice(0, 8)}).`;
   };
   img.onerror = () => show("The avatar could not be loaded from the CDN.", "error");
-  img.sizes = "256px";
   const webp = renditionSrcset(avatar.renditions, "webp");
   if (webp) $("avatar-webp").srcset = webp;
   else $("avatar-webp").removeAttribute("srcset");
@@ -293,8 +297,13 @@ async function onFileChosen() {
   const file = input.files[0];
   input.value = ""; // choosing the same file again fires change again
   if (!file) return;
-  if (!file.type.startsWith("image/")) {
-    show(`“${file.name}” is not an image (${file.type || "unknown type"}). Choose a JPEG, PNG, WebP or similar.`, "error");
+  // The types the API accepts are the file input's `accept` list; refuse others before asking it.
+  const accepted = input.accept.split(",");
+  if (!accepted.includes(file.type)) {
+    const what = file.type.startsWith("image/")
+      ? `is a kind of image this service does not take (${file.type})`
+      : `is not an image (${file.type || "unknown type"})`;
+    show(`“${file.name}” ${what}. Choose a JPEG, PNG, WebP, GIF or AVIF file.`, "error");
     return;
   }
   setBusy(true);
@@ -348,7 +357,7 @@ async function start() {
     state.config = await loadConfig();
   } catch (error) {
     $("config-source").textContent = "missing";
-    show(`This page is not configured: ${error.message}.`, "error");
+    show(sentence(`This page is not configured: ${error.message}`), "error");
     return;
   }
   $("config-source").textContent = `API ${state.config.apiUrl}, CDN ${state.config.cdnUrl}`;

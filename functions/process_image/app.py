@@ -14,8 +14,8 @@ from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
-from imgpipe import avatar_store, avatars, imaging, observability, settings
-from imgpipe.settings import SettingsError, env
+from imgpipe import avatar_store, avatars, observability, settings
+from imgpipe.settings import env
 from imgpipe.spec import AvatarSpec
 
 
@@ -25,26 +25,11 @@ class Settings:
     assets_bucket: str = env("ASSETS_BUCKET")
 
 
-def _config(buckets: Settings, spec: AvatarSpec) -> avatars.Config:
-    try:
-        options = imaging.Options(
-            renditions=spec.renditions,
-            formats=spec.formats,
-            jpeg_quality=spec.jpeg_quality,
-            webp_quality=spec.webp_quality,
-            max_bytes=spec.max_upload_bytes,
-            max_pixels=spec.max_image_pixels,
-        )
-    except ValueError as error:  # e.g. avif on a Pillow built without it
-        raise SettingsError(f"processor settings are invalid: {error}") from None
-    return avatars.Config(
-        uploads_bucket=buckets.uploads_bucket, assets_bucket=buckets.assets_bucket, options=options
-    )
-
-
 SETTINGS = settings.load(Settings)
 SPEC = AvatarSpec.from_environ()
-CONFIG = _config(SETTINGS, SPEC)
+CONFIG = avatars.config_from_spec(
+    uploads_bucket=SETTINGS.uploads_bucket, assets_bucket=SETTINGS.assets_bucket, spec=SPEC
+)
 logger = observability.logger()
 tracer = observability.tracer()
 metrics = Metrics()

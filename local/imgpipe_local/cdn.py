@@ -13,7 +13,7 @@ from urllib.parse import unquote
 
 from botocore.exceptions import ClientError
 
-from imgpipe_local.gateway import cors_response_headers, is_preflight, origin_allowed
+from imgpipe_local.cors import is_preflight
 from imgpipe_local.httpserver import Request, Response
 from imgpipe_local.template import CdnConfig
 
@@ -35,8 +35,8 @@ class Cdn:
     def _policy_headers(self, request: Request) -> list[tuple[str, str]]:
         headers = list(self.config.headers.items())
         cors = self.config.cors
-        origin = request.header("Origin")
-        headers.extend(cors_response_headers(cors, origin))
+        if cors is not None:
+            headers.extend(cors.headers(request.header("Origin")))
         if cors is not None and not any(k == "Vary" for k, _ in headers):
             # Without it a browser may reuse a copy fetched without Origin for a CORS request.
             headers.append(("Vary", "Origin"))
@@ -57,21 +57,11 @@ class Cdn:
         return response
 
     def _preflight(self, request: Request) -> Response:
-        cors = self.config.cors
-        assert cors is not None
-        origin = request.header("Origin") or ""
-        method = (request.header("Access-Control-Request-Method") or "").upper()
-        if not origin_allowed(cors, origin) or method not in cors.allow_methods:
+        assert self.config.cors is not None
+        granted = self.config.cors.preflight_headers(request)
+        if granted is None:
             return Response(403, list(self.config.headers.items()))
-        headers = self._policy_headers(request)
-        headers.append(("Access-Control-Allow-Methods", ",".join(cors.allow_methods)))
-        requested = request.header("Access-Control-Request-Headers")
-        if cors.allow_headers:
-            allow = requested if "*" in cors.allow_headers and requested else ",".join(cors.allow_headers)
-            headers.append(("Access-Control-Allow-Headers", allow))
-        if cors.max_age is not None:
-            headers.append(("Access-Control-Max-Age", str(cors.max_age)))
-        return Response(200, headers)
+        return Response(200, [*self.config.headers.items(), *granted])
 
     def _object(self, request: Request, key: str) -> Response:
         if not key:

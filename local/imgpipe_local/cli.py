@@ -12,6 +12,8 @@ COMMANDS = {
     "invoke": ("imgpipe_local.invoke_cmd", "invoke a function of template.yaml with an event file"),
     "dev": ("imgpipe_local.dev_cmd", "run the whole stack on 127.0.0.1 until Ctrl-C"),
     "demo": ("imgpipe_local.demo_cmd", "run the whole flow headless once and report"),
+    "token": ("imgpipe_local.token_cmd", "print the demo user's access token from a running imgpipe dev"),
+    "backfill": ("imgpipe_local.backfill_cmd", "re-render stored avatars after a rendition spec change"),
 }
 
 

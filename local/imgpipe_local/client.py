@@ -15,6 +15,7 @@ from typing import Any
 import requests
 
 TIMEOUT = 30  # seconds, for any one HTTP request
+DEFAULT_DEV_URL = "http://127.0.0.1:8000"  # `make dev`'s web page
 COGNITO_TARGET = "AWSCognitoIdentityProviderService.InitiateAuth"
 
 
@@ -83,22 +84,26 @@ class Client:
     target: Target
     session: requests.Session = field(default_factory=requests.Session)
 
-    # ------------------------------------------------------------ Cognito
+    def _request(self, step: str, method: str, url: str, **kwargs: Any) -> requests.Response:
+        try:
+            return self.session.request(method, url, timeout=TIMEOUT, **kwargs)
+        except requests.RequestException as exc:
+            raise StepFailed(step, f"{url} unreachable: {exc}") from exc
+
     def sign_in(self, username: str, password: str) -> dict[str, Any]:
         """Cognito InitiateAuth (USER_PASSWORD_AUTH); the AuthenticationResult (AccessToken, IdToken…)."""
-        try:
-            response = self.session.post(
-                self.target.cognito_url,
-                json={
-                    "AuthFlow": "USER_PASSWORD_AUTH",
-                    "ClientId": self.target.client_id,
-                    "AuthParameters": {"USERNAME": username, "PASSWORD": password},
-                },
-                headers={"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": COGNITO_TARGET},
-                timeout=TIMEOUT,
-            )
-        except requests.RequestException as exc:
-            raise StepFailed("sign-in", f"Cognito at {self.target.cognito_url} unreachable: {exc}") from exc
+        auth = {"USERNAME": username, "PASSWORD": password}
+        response = self._request(
+            "sign-in",
+            "POST",
+            self.target.cognito_url,
+            json={
+                "AuthFlow": "USER_PASSWORD_AUTH",
+                "ClientId": self.target.client_id,
+                "AuthParameters": auth,
+            },
+            headers={"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": COGNITO_TARGET},
+        )
         body = _json_or_empty(response)
         if not response.ok:
             detail = body.get("message") or body.get("__type") or response.text[:200]
@@ -107,9 +112,9 @@ class Client:
             )
         if "AuthenticationResult" not in body:
             raise StepFailed("sign-in", f"Cognito asks for a challenge: {body.get('ChallengeName')}")
-        return body["AuthenticationResult"]
+        result: dict[str, Any] = body["AuthenticationResult"]
+        return result
 
-    # ------------------------------------------------------------ API
     def api(
         self,
         method: str,
@@ -117,98 +122,94 @@ class Client:
         *,
         token: str | None = None,
         json: Any = None,
-        headers: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] = {},
     ) -> requests.Response:
         """One raw API call; the caller judges the status (the denial tests need the response as is)."""
-        all_headers = dict(headers or {})
-        if token is not None:
-            all_headers["Authorization"] = f"Bearer {token}"
+        bearer = {"Authorization": f"Bearer {token}"} if token is not None else {}
         return self.session.request(
-            method, f"{self.target.api_url}{path}", json=json, headers=all_headers, timeout=TIMEOUT
+            method,
+            f"{self.target.api_url}{path}",
+            json=json,
+            headers={**(headers or {}), **bearer},
+            timeout=TIMEOUT,
         )
 
-    def key_upload(self, token: str, content_type: str = "image/jpeg") -> Upload:
+    def _api_step(self, step: str, method: str, path: str, token: str, **kwargs: Any) -> requests.Response:
         try:
-            response = self.api(
-                "POST", "/avatars/key_upload", token=token, json={"contentType": content_type}
-            )
+            response = self.api(method, path, token=token, **kwargs)
         except requests.RequestException as exc:
-            raise StepFailed("key_upload", f"API at {self.target.api_url} unreachable: {exc}") from exc
-        if response.status_code != 200:
+            raise StepFailed(step, f"API at {self.target.api_url} unreachable: {exc}") from exc
+        if not 200 <= response.status_code < 300:
             raise StepFailed(
-                "key_upload", f"HTTP {response.status_code}: {response.text[:300]}", response.status_code
+                step, f"HTTP {response.status_code}: {response.text[:300]}", response.status_code
             )
+        return response
+
+    def key_upload(self, token: str, content_type: str = "image/jpeg") -> Upload:
+        response = self._api_step(
+            "key_upload", "POST", "/avatars/key_upload", token, json={"contentType": content_type}
+        )
         return Upload.from_json(response.json())
 
     def delete(self, token: str) -> None:
-        try:
-            response = self.api("DELETE", "/avatars", token=token)
-        except requests.RequestException as exc:
-            raise StepFailed("delete", f"API at {self.target.api_url} unreachable: {exc}") from exc
-        if not 200 <= response.status_code < 300:
-            raise StepFailed(
-                "delete", f"HTTP {response.status_code}: {response.text[:300]}", response.status_code
-            )
+        self._api_step("delete", "DELETE", "/avatars", token)
 
-    # ------------------------------------------------------------ S3
     def upload(
         self, upload: Upload, data: bytes, content_type: str, filename: str = "avatar"
     ) -> requests.Response:
         """The presigned multipart POST: every policy field, then the file (S3 ignores fields after it)."""
-        try:
-            response = self.session.post(
-                upload.url,
-                data=upload.fields,
-                files={"file": (filename, data, content_type)},
-                timeout=TIMEOUT,
-            )
-        except requests.RequestException as exc:
-            raise StepFailed("upload", f"S3 at {upload.url} unreachable: {exc}") from exc
+        files = {"file": (filename, data, content_type)}
+        response = self._request("upload", "POST", upload.url, data=upload.fields, files=files)
         if not 200 <= response.status_code < 300:
             code = re.search(r"<Code>([^<]+)</Code>", response.text)
             detail = code.group(1) if code else response.text[:300]
             raise StepFailed("upload", f"S3 refused ({response.status_code}): {detail}", response.status_code)
         return response
 
-    # ------------------------------------------------------------ CDN
     def manifest(self, manifest_url: str) -> dict[str, Any] | None:
         """The avatar.json status doc, or None before the user's first upload."""
-        try:
-            response = self.session.get(manifest_url, headers={"Cache-Control": "no-cache"}, timeout=TIMEOUT)
-        except requests.RequestException as exc:
-            raise StepFailed("processing", f"CDN at {manifest_url} unreachable: {exc}") from exc
+        response = self._request("processing", "GET", manifest_url, headers={"Cache-Control": "no-cache"})
         # CloudFront answers 403 for a missing key when the origin hides absence.
         if response.status_code in (403, 404):
             return None
         if response.status_code != 200:
             raise StepFailed("processing", f"manifest HTTP {response.status_code}", response.status_code)
-        return response.json()
+        manifest: dict[str, Any] = response.json()
+        return manifest
 
-    def wait_for_avatar(self, upload: Upload, timeout: float = 60.0) -> dict[str, Any]:
-        """Poll the manifest until it reports this upload (ready or rejected); the manifest."""
-        deadline = time.monotonic() + timeout
-        delay = 0.05
-        last: dict[str, Any] | None = None
+    def wait_for_avatar(self, upload: Upload, timeout: float = 60.0, max_poll: float = 1.0) -> dict[str, Any]:
+        """Poll the manifest (backing off to `max_poll` s) until it reports this upload; the manifest."""
+        deadline, delay = time.monotonic() + timeout, 0.05
         while True:
             last = self.manifest(upload.manifest_url)
             if last is not None and last.get("latest", {}).get("uploadId") == upload.upload_id:
                 return last
             if time.monotonic() >= deadline:
                 seen = (last or {}).get("latest")
-                raise StepFailed(
-                    "processing",
-                    f"upload {upload.upload_id} not processed after {timeout:.0f}s (manifest latest: {seen})",
+                message = (
+                    f"upload {upload.upload_id} not processed after {timeout:.0f}s (manifest latest: {seen})"
                 )
+                raise StepFailed("processing", message)
             time.sleep(delay)
-            delay = min(delay * 1.5, 1.0)
+            delay = min(delay * 1.5, max_poll)
 
     def cdn_get(self, path_or_url: str) -> requests.Response:
         """GET an asset: a manifest-relative key (avatars/…) or a full URL; the raw response."""
         url = path_or_url if "://" in path_or_url else f"{self.target.cdn_url}/{path_or_url}"
-        try:
-            return self.session.get(url, timeout=TIMEOUT)
-        except requests.RequestException as exc:
-            raise StepFailed("cdn", f"CDN at {url} unreachable: {exc}") from exc
+        return self._request("cdn", "GET", url)
+
+
+def dev_config(web_url: str = DEFAULT_DEV_URL) -> dict[str, Any]:
+    """A running `imgpipe dev` stack's endpoints and demo user: its web page's config.json."""
+    try:
+        response = requests.get(f"{web_url.rstrip('/')}/config.json", timeout=TIMEOUT)
+        response.raise_for_status()
+    except requests.RequestException as exc:
+        raise SystemExit(
+            f"no imgpipe dev stack answers at {web_url} ({exc}); start one with `make dev`"
+        ) from exc
+    config: dict[str, Any] = response.json()
+    return config
 
 
 def renditions(manifest: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -22,6 +22,13 @@ def _parser() -> argparse.ArgumentParser:
     for name in ("moto", "api", "cdn", "web"):
         default = getattr(defaults, name)
         parser.add_argument(f"--{name}-port", type=int, default=default, help="0 = any free port")
+    parser.add_argument(
+        "--aws-latency-ms",
+        type=float,
+        default=0,
+        metavar="N",
+        help="every AWS call the functions make waits N ms first, as in Lambda (e.g. 30)",
+    )
     parser.add_argument("--verbose", "-v", action="store_true", help="log every moto and server request")
     parser.add_argument(
         "--parameter",
@@ -51,7 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, stop)
     started = time.perf_counter()
     ports = Ports(args.moto_port, args.api_port, args.cdn_port, args.web_port)
-    stack = LocalStack(root=args.root, ports=ports, template=args.template, parameters=parameters)
+    stack = LocalStack(
+        root=args.root,
+        ports=ports,
+        template=args.template,
+        parameters=parameters,
+        aws_latency_ms=args.aws_latency_ms,
+    )
     try:
         stack.start()
     except PortInUse as busy:
@@ -63,16 +76,21 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     try:
+        user = stack.demo_user
+        latency = (
+            f"+{args.aws_latency_ms:g} ms per AWS call" if args.aws_latency_ms else "no added AWS latency"
+        )
         print(
             f"""
-imgpipe local stack ready in {time.perf_counter() - started:.1f} s
+imgpipe local stack ready in {time.perf_counter() - started:.1f} s: open {stack.web_url} and sign in
 
   web page   {stack.web_url}
+  demo user  {user.username} / {user.password}   (.venv/bin/imgpipe token prints its access token)
   API        {stack.api_url}   (POST {stack.outputs.get("KeyUploadUrl", stack.api_url)})
   CDN        {stack.cdn_url}
   moto       {stack.moto_url}   (S3, SQS, Cognito; AWS_ENDPOINT_URL={stack.moto_url})
   user pool  {stack.web_config["userPoolId"]}  client {stack.web_config["clientId"]}
-  demo user  {stack.demo_user.username} / {stack.demo_user.password}
+  functions  worker processes per function, warm, Timeout and MemorySize enforced; {latency}
 
 Edit functions/ or layers/ and the next request runs the new code. Ctrl-C to stop.
 """,

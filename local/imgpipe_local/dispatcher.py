@@ -13,13 +13,14 @@ import json
 import logging
 import threading
 import time
-import traceback
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
 from imgpipe_local.template import Function
+from imgpipe_local.workers import FunctionError
 
 log = logging.getLogger("imgpipe_local")
 
@@ -41,16 +42,14 @@ def failure_record(
         },
         "requestPayload": event,
         "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
-        "responsePayload": {
-            "errorMessage": str(error),
-            "errorType": type(error).__name__,
-            "stackTrace": traceback.format_exception(error)[-3:],
-        },
+        "responsePayload": error.payload
+        if isinstance(error, FunctionError)
+        else {"errorMessage": str(error), "errorType": type(error).__name__},
     }
 
 
 class Dispatcher:
-    """Polls one queue and invokes one function with each S3 event in it."""
+    """Polls one queue and invokes one function with each S3 event in it, `concurrency` at a time."""
 
     def __init__(
         self,
@@ -60,6 +59,7 @@ class Dispatcher:
         invoke: Invoke,
         *,
         dead_letter_url: str | None,
+        concurrency: int,
         retry_delay_seconds: int = 1,
     ) -> None:
         self.sqs = sqs
@@ -68,9 +68,14 @@ class Dispatcher:
         self.invoke = invoke
         self.dead_letter_url = dead_letter_url
         self.retry_delay_seconds = retry_delay_seconds
+        self._slots = threading.BoundedSemaphore(concurrency)
+        self._deliveries = ThreadPoolExecutor(
+            concurrency, thread_name_prefix=f"imgpipe-{function.logical_id}"
+        )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._in_flight = 0
+        self._retrying: set[str] = set()  # message ids waiting out their retry delay
         self._lock = threading.Lock()
 
     def start(self) -> None:
@@ -80,7 +85,7 @@ class Dispatcher:
         self._thread.start()
 
     def request_stop(self) -> None:
-        """Stop polling after the current long poll; stop() waits for it."""
+        """Stop polling after the current long poll; stop() waits for it and the deliveries."""
         self._stop.set()
 
     def stop(self) -> None:
@@ -88,11 +93,12 @@ class Dispatcher:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+        self._deliveries.shutdown(wait=True)
 
     def idle(self) -> bool:
         """True when the queue holds nothing (visible or being retried) and nothing runs."""
         with self._lock:
-            if self._in_flight:
+            if self._in_flight or self._retrying:
                 return False
         attributes = self.sqs.get_queue_attributes(
             QueueUrl=self.queue_url,
@@ -101,34 +107,50 @@ class Dispatcher:
         with self._lock:
             return (
                 self._in_flight == 0
+                and not self._retrying
                 and int(attributes["ApproximateNumberOfMessages"]) == 0
                 and int(attributes["ApproximateNumberOfMessagesNotVisible"]) == 0
             )
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            if not self._slots.acquire(timeout=0.5):
+                continue
+            slots = 1
+            while slots < 10 and self._slots.acquire(blocking=False):  # SQS hands out 10 at most
+                slots += 1
             try:
                 messages = self.sqs.receive_message(
                     QueueUrl=self.queue_url,
-                    MaxNumberOfMessages=1,
+                    MaxNumberOfMessages=slots,
                     WaitTimeSeconds=1,
-                    VisibilityTimeout=max(self.function.timeout, 1),
+                    # Room for a cold start before the message would be handed out again.
+                    VisibilityTimeout=self.function.timeout + 15,
                     MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
                 ).get("Messages", [])
             except Exception:
-                if self._stop.is_set():
-                    return
-                log.exception("polling %s failed", self.queue_url)
-                self._stop.wait(1)
-                continue
+                messages = []
+                if not self._stop.is_set():
+                    log.exception("polling %s failed", self.queue_url)
+                    self._stop.wait(1)
+            for _ in range(slots - len(messages)):
+                self._slots.release()
             for message in messages:
                 with self._lock:
                     self._in_flight += 1
-                try:
-                    self._deliver(message)
-                finally:
-                    with self._lock:
-                        self._in_flight -= 1
+                    self._retrying.discard(message["MessageId"])
+                self._deliveries.submit(self._deliver_in_slot, message)
+
+    def _deliver_in_slot(self, message: dict[str, Any]) -> None:
+        try:
+            self._deliver(message)
+        except Exception:
+            if not self._stop.is_set():
+                log.exception("%s: delivering a message failed", self.function.logical_id)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+            self._slots.release()
 
     def _deliver(self, message: dict[str, Any]) -> None:
         receipt = message["ReceiptHandle"]
@@ -153,12 +175,18 @@ class Dispatcher:
         started = time.perf_counter()
         try:
             self.invoke(self.function.logical_id, event)
-        except Exception as error:
-            if attempt > config.maximum_retry_attempts:
-                log.exception("%s failed (attempt %d, giving up)", self.function.logical_id, attempt)
+        except Exception as error:  # noqa: BLE001 - any failure is retried, as Lambda does
+            if self._stop.is_set():
+                return  # the stack is stopping; the message would be handed out again
+            retry = attempt <= config.maximum_retry_attempts
+            what = error.report() if isinstance(error, FunctionError) else f"{type(error).__name__}: {error}"
+            outcome = "will retry" if retry else "giving up"
+            log.error("%s failed (attempt %d, %s): %s", self.function.logical_id, attempt, outcome, what)  # noqa: TRY400 - the function's trace, not ours
+            if not retry:
                 self._give_up(receipt, event, error, attempt, "RetriesExhausted")
             else:
-                log.exception("%s failed (attempt %d, will retry)", self.function.logical_id, attempt)
+                with self._lock:
+                    self._retrying.add(message["MessageId"])
                 self.sqs.change_message_visibility(
                     QueueUrl=self.queue_url, ReceiptHandle=receipt, VisibilityTimeout=self.retry_delay_seconds
                 )

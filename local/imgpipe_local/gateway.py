@@ -23,8 +23,10 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
+from imgpipe_local.cors import is_preflight
 from imgpipe_local.httpserver import Request, Response
-from imgpipe_local.template import Authorizer, Cors, HttpApi, Route
+from imgpipe_local.template import Authorizer, HttpApi, Route
+from imgpipe_local.workers import FunctionError
 
 log = logging.getLogger("imgpipe_local")
 
@@ -38,54 +40,6 @@ NOT_FOUND = {"message": "Not Found"}
 _TEXT_TYPES = re.compile(
     r"^(text/|application/(json|xml|javascript|x-www-form-urlencoded|[\w.+-]+\+(json|xml)))", re.IGNORECASE
 )
-
-
-# ---------------------------------------------------------------- CORS
-
-
-def origin_allowed(cors: Cors, origin: str) -> bool:
-    # API Gateway allows "*" and wildcard subdomains such as "https://*.example.com".
-    return any(
-        allowed == "*" or allowed == origin or ("*" in allowed and fnmatch.fnmatchcase(origin, allowed))
-        for allowed in cors.allow_origins
-    )
-
-
-def cors_response_headers(cors: Cors | None, origin: str | None) -> list[tuple[str, str]]:
-    if cors is None or not origin or not origin_allowed(cors, origin):
-        return []
-    wildcard = "*" in cors.allow_origins and not cors.allow_credentials
-    headers = [("Access-Control-Allow-Origin", "*" if wildcard else origin), ("Vary", "Origin")]
-    if cors.allow_credentials:
-        headers.append(("Access-Control-Allow-Credentials", "true"))
-    if cors.expose_headers:
-        headers.append(("Access-Control-Expose-Headers", ",".join(cors.expose_headers)))
-    return headers
-
-
-def preflight_response(cors: Cors, request: Request) -> Response:
-    origin = request.header("Origin") or ""
-    method = (request.header("Access-Control-Request-Method") or "").upper()
-    methods = cors.allow_methods
-    if not origin_allowed(cors, origin) or not ("*" in methods or method in methods):
-        return Response(204, [("Vary", "Origin")])
-    requested = request.header("Access-Control-Request-Headers")
-    allow_headers = requested if "*" in cors.allow_headers and requested else ",".join(cors.allow_headers)
-    headers = cors_response_headers(cors, origin)
-    headers.append(("Access-Control-Allow-Methods", ",".join(methods)))
-    if allow_headers:
-        headers.append(("Access-Control-Allow-Headers", allow_headers))
-    if cors.max_age is not None:
-        headers.append(("Access-Control-Max-Age", str(cors.max_age)))
-    return Response(204, headers)
-
-
-def is_preflight(request: Request) -> bool:
-    return (
-        request.method == "OPTIONS"
-        and request.header("Origin") is not None
-        and request.header("Access-Control-Request-Method") is not None
-    )
 
 
 # ---------------------------------------------------------------- routing
@@ -107,7 +61,7 @@ def _path_pattern(path: str) -> re.Pattern[str]:
 
 def match_route(routes: tuple[Route, ...], method: str, path: str) -> tuple[Route, dict[str, str]] | None:
     """The most specific route for `method path`, as API Gateway picks it, with path parameters."""
-    candidates = []
+    candidates: list[tuple[tuple[int, int, int, int], Route, dict[str, str]]] = []
     for route in routes:
         if route.path == "$default":
             candidates.append(((3, 0, 0, 0), route, {}))
@@ -119,13 +73,13 @@ def match_route(routes: tuple[Route, ...], method: str, path: str) -> tuple[Rout
             continue
         segments = route.path.strip("/").split("/")
         greedy = any(s.endswith("+}") for s in segments)
-        params = sum(1 for s in segments if s.startswith("{"))
-        rank = (2 if greedy else (1 if params else 0), params, -len(segments), route.method == "ANY")
+        count = sum(1 for s in segments if s.startswith("{"))
+        rank = (2 if greedy else (1 if count else 0), count, -len(segments), int(route.method == "ANY"))
         candidates.append((rank, route, {k: unquote(v) for k, v in match.groupdict().items()}))
     if not candidates:
         return None
-    _rank, route, params = min(candidates, key=lambda c: c[0])
-    return route, params
+    _rank, best, params = min(candidates, key=lambda c: c[0])
+    return best, params
 
 
 # ---------------------------------------------------------------- events
@@ -252,8 +206,8 @@ def lambda_response(result: Any) -> Response:
     """Turn a handler's return value into HTTP per the payload 2.0 rules."""
     if not (isinstance(result, dict) and "statusCode" in result):
         # API Gateway infers the format: any valid JSON without statusCode is a 200 JSON body.
-        body = result if isinstance(result, str) else json.dumps(result)
-        return Response(200, [("Content-Type", "application/json")], body.encode())
+        text = result if isinstance(result, str) else json.dumps(result)
+        return Response(200, [("Content-Type", "application/json")], text.encode())
     try:
         status = int(result["statusCode"])
     except (TypeError, ValueError) as exc:
@@ -264,7 +218,7 @@ def lambda_response(result: Any) -> Response:
     for key, values in (result.get("multiValueHeaders") or {}).items():
         headers.extend((str(key), str(value)) for value in values)
     headers.extend(("Set-Cookie", str(cookie)) for cookie in result.get("cookies") or [])
-    body = result.get("body")
+    body: Any = result.get("body")
     if body is None:
         data = b""
     elif result.get("isBase64Encoded"):
@@ -321,10 +275,11 @@ class Gateway:
     def _handle(self, request: Request) -> Response:
         cors = self.api.cors
         if cors is not None and is_preflight(request):
-            return preflight_response(cors, request)
-        cors_headers = cors_response_headers(cors, request.header("Origin"))
+            granted = cors.preflight_headers(request)
+            return Response(204, granted if granted is not None else [("Vary", "Origin")])
         response = self._route(request)
         if cors is not None:
+            cors_headers = cors.headers(request.header("Origin"))
             # With a CorsConfiguration, API Gateway's CORS headers replace the integration's.
             response.headers = [
                 (k, v) for k, v in response.headers if not k.lower().startswith("access-control-")
@@ -370,11 +325,12 @@ class Gateway:
             return Response.json(500, INTERNAL_ERROR)
         event = integration_event(ctx, self.account_id, authorizer_context)
         try:
-            result = self.invoke(route.function, event)
-            return lambda_response(result)
-        except Exception:
+            return lambda_response(self.invoke(route.function, event))
+        except FunctionError as error:
+            log.error("%s: %s failed: %s", route.route_key, route.function, error.report())  # noqa: TRY400 - the function's trace, not ours
+        except Exception:  # IntegrationError, or the stack's own trouble: a 500 with CORS all the same
             log.exception("%s: %s failed", route.route_key, route.function)
-            return Response.json(500, INTERNAL_ERROR)
+        return Response.json(500, INTERNAL_ERROR)
 
     # -- authorizer
     def _identity(self, authorizer: Authorizer, ctx: _Context) -> list[str] | None:
@@ -410,6 +366,9 @@ class Gateway:
             event = authorizer_event(ctx, self.account_id, self.region, identity, ctx.request.method, path)
             try:
                 answer = self.invoke(authorizer.function, event)
+            except FunctionError as error:
+                log.error("authorizer %s failed: %s", authorizer.function, error.report())  # noqa: TRY400 - the function's trace, not ours
+                return Response.json(500, INTERNAL_ERROR), None
             except Exception:
                 log.exception("authorizer %s failed", authorizer.function)
                 return Response.json(500, INTERNAL_ERROR), None

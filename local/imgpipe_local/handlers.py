@@ -46,4 +46,5 @@ def load_module(code_uri: str | Path, module: str = "app") -> ModuleType:
 def load_handler(code_uri: str | Path, handler: str = "app.lambda_handler") -> Handler:
     """`handler` is the template's Handler property: '<module>.<function>'."""
     module, _, function = handler.rpartition(".")
-    return getattr(load_module(code_uri, module), function)
+    loaded: Handler = getattr(load_module(code_uri, module), function)
+    return loaded

@@ -56,6 +56,26 @@ class Response:
         return None
 
 
+INVALID_HOST = b"Invalid Host header: the local stack answers 127.0.0.1, localhost and [::1] only."
+
+
+def loopback_host(host: str | None, port: int) -> bool:
+    """Whether a request's Host names this machine's loopback at `port`.
+
+    A DNS rebinding page reaches 127.0.0.1 under its own domain name, which it cannot make one
+    of these (`*.localhost` always resolves to loopback); so refusing other names keeps such a
+    page from reading or driving the local stack.
+    """
+    if not host or any(char in host for char in "@/?#\\"):
+        return False
+    try:
+        parts = urlsplit(f"//{host}")
+        name, given = parts.hostname or "", parts.port or 80
+    except ValueError:
+        return False
+    return (name in ("127.0.0.1", "localhost", "::1") or name.endswith(".localhost")) and given == port
+
+
 class PortInUse(OSError):
     """A port the stack was told to use is taken; `name` says which server wanted it."""
 
@@ -103,7 +123,9 @@ class _Handler(BaseHTTPRequestHandler):
             protocol=self.request_version,
         )
         app = self.server.app
-        if app is None:
+        if not loopback_host(request.header("Host"), self.server.port):
+            response = Response(403, [("Content-Type", "text/plain")], INVALID_HOST)
+        elif app is None:
             response = Response.json(503, {"message": "starting"})
         else:
             try:
@@ -142,7 +164,7 @@ class LocalServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     @property
     def port(self) -> int:

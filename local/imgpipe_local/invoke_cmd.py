@@ -1,10 +1,11 @@
 """`imgpipe invoke <FunctionLogicalId> -e events/<file>.json`: the Docker-free `sam local invoke`.
 
 The function is loaded from template.yaml (Handler, CodeUri, layers, environment with the
-template's intrinsics resolved) and invoked once in this process; the result is printed as
-JSON on stdout, the function's logs go to stderr. Where its AWS calls go:
+template's intrinsics resolved) and invoked once in a worker process, as the local stack runs
+it (Timeout, MemorySize); the result is printed as JSON on stdout, the function's logs go to
+stderr. Where its AWS calls go:
 
-  (default)    a moto server started for this one call, holding the template's buckets,
+  (default)    a local stack started for this one call, holding the template's buckets,
                queues and a Cognito pool (empty: good for functions that need no data)
   --dev [URL]  the moto server of a running `imgpipe dev` (its web page URL, default
                http://127.0.0.1:8000): the function sees what the dev stack holds
@@ -16,14 +17,11 @@ JSON on stdout, the function's logs go to stderr. Where its AWS calls go:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
+import os
 import sys
-import traceback
-import urllib.request
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -31,11 +29,10 @@ from typing import Any
 import boto3
 
 from imgpipe_local import template
-from imgpipe_local.motoserver import MotoServer, create_cognito, enrich_s3_events, provision
-from imgpipe_local.runtime import FunctionRunner, aws_environment
-from imgpipe_local.stack import DEMO_PASSWORD, DEMO_USERNAME, ROOT, running_stacks
-
-DEFAULT_DEV_URL = "http://127.0.0.1:8000"
+from imgpipe_local.cfn import REGION, STACK_NAME
+from imgpipe_local.client import DEFAULT_DEV_URL, dev_config
+from imgpipe_local.stack import ROOT, LocalStack
+from imgpipe_local.workers import FunctionError, Runtime, aws_environment
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -60,157 +57,71 @@ def _parser() -> argparse.ArgumentParser:
         "--dev", nargs="?", const=DEFAULT_DEV_URL, metavar="WEB_URL", help="use a running imgpipe dev"
     )
     where.add_argument("--aws", action="store_true", help="use real AWS with your credentials")
-    parser.add_argument(
-        "--stack-name", default=template.STACK_NAME, help="stack name for --aws (default imgpipe)"
-    )
+    parser.add_argument("--stack-name", default=STACK_NAME, help="stack name for --aws (default imgpipe)")
     return parser
 
 
-def _read_event(source: str) -> Any:
-    text = sys.stdin.read() if source == "-" else Path(source).read_text()
-    return json.loads(text)
-
-
-def _env_overrides(path: str | None, logical_id: str) -> dict[str, str]:
-    if not path:
-        return {}
-    data = json.loads(Path(path).read_text())
-    return {**data.get("Parameters", {}), **data.get(logical_id, {})}
-
-
-@contextmanager
-def _embedded_moto(template_path: Path, parameters: dict[str, str]) -> Iterator[tuple[dict[str, str], str]]:
-    """A moto server for this one call, with the template's resources; yields (parameters, endpoint)."""
-    moto = MotoServer("127.0.0.1", 0)
-    enrich_s3_events()
-    moto.start()
-    if not running_stacks():
-        moto.reset()  # moto's state is process-wide; start empty unless a stack is using it
+def invoke(function: template.Function, event: Any, base_environment: Mapping[str, str]) -> Any:
+    # The function's logs (Powertools writes to stdout) go to stderr: stdout holds only the result.
+    runtime = Runtime({function.logical_id: function}, base_environment, output=sys.stderr)
     try:
-        region = template.REGION
-        pool = create_cognito(
-            moto.client("cognito-idp", region), moto.url, region, DEMO_USERNAME, DEMO_PASSWORD
-        )
-        resolved = {
-            "UserPoolId": pool.user_pool_id,
-            "UserPoolClientId": pool.client_id,
-            "JwksUrl": pool.jwks_url,
-            # Required by the template (no default); only CORS uses it, and an invoke has no browser.
-            "AllowedOrigins": DEFAULT_DEV_URL,
-            **parameters,
-        }
-        loaded = template.load(template_path, resolved, queue_url_base=moto.url)
-        provision(loaded, moto.client("s3", region), moto.client("sqs", region), region)
-        yield resolved, moto.url
+        return runtime.invoke(function.logical_id, event)
     finally:
-        moto.stop()
+        runtime.stop()
 
 
-def _dev_stack(web_url: str, parameters: dict[str, str]) -> tuple[dict[str, str], str, str, str]:
-    with urllib.request.urlopen(f"{web_url.rstrip('/')}/config.json", timeout=5) as response:  # noqa: S310 - a local dev URL
-        config = json.load(response)
-    moto_url = config["cognitoEndpoint"]
-    resolved = {
-        "UserPoolId": config["userPoolId"],
-        "UserPoolClientId": config["clientId"],
-        "JwksUrl": f"{moto_url}/{config['userPoolId']}/.well-known/jwks.json",
-        "AllowedOrigins": web_url.rstrip("/"),
-        **parameters,
-    }
-    return resolved, moto_url, config["apiUrl"], config["cdnUrl"]
-
-
-def invoke(
-    logical_id: str,
-    event: Any,
-    *,
-    template_path: Path,
-    parameters: Mapping[str, str],
-    environment: Mapping[str, str],
-    endpoint_url: str | None,
-    api_url: str = "",
-    cdn_url: str = "",
-    queue_url_base: str = "",
-    base_environment: Mapping[str, str] | None = None,
-) -> Any:
-    loaded = template.load(
-        template_path, parameters, api_url=api_url, cdn_url=cdn_url, queue_url_base=queue_url_base
-    )
+def _function(
+    loaded: template.LocalTemplate, logical_id: str, path: Path, env_file: str | None
+) -> template.Function:
     if logical_id not in loaded.functions:
         known = ", ".join(sorted(loaded.functions))
-        raise SystemExit(f"no function {logical_id} in {template_path} (functions: {known})")
+        raise SystemExit(f"no function {logical_id} in {path} (functions: {known})")
     function = loaded.functions[logical_id]
-    function = replace(function, environment={**function.environment, **environment})
-    base = aws_environment(endpoint_url) if base_environment is None else base_environment
-    # Logs (Powertools writes to stdout) go to stderr, so stdout holds only the result.
-    with contextlib.redirect_stdout(sys.stderr):
-        return FunctionRunner(function, base).invoke(event)
+    overrides = json.loads(Path(env_file).read_text()) if env_file else {}
+    environment = {**function.environment, **overrides.get("Parameters", {}), **overrides.get(logical_id, {})}
+    return replace(function, environment=environment)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
     logging.getLogger("botocore").setLevel(logging.WARNING)
-    event = _read_event(args.event)
+    event = json.loads(sys.stdin.read() if args.event == "-" else Path(args.event).read_text())
     parameters = dict(item.split("=", 1) for item in args.parameter_overrides)
-    environment = _env_overrides(args.env_vars, args.function)
-    template_path = Path(args.template).resolve()
+    path = Path(args.template).resolve()
     try:
         if args.aws:
             session = boto3.session.Session()
             parameters = {
                 "AWS::AccountId": session.client("sts").get_caller_identity()["Account"],
-                "AWS::Region": session.region_name or template.REGION,
+                "AWS::Region": session.region_name or REGION,
                 "AWS::StackName": args.stack_name,
                 "AllowedOrigins": DEFAULT_DEV_URL,  # required by the template; only CORS uses it
                 **parameters,
             }
+            function = _function(template.load(path, parameters), args.function, path, args.env_vars)
             # Your own credentials and region, untouched; only X-Ray is off (no daemon here).
-            result = invoke(
-                args.function,
-                event,
-                template_path=template_path,
-                parameters=parameters,
-                environment=environment,
-                endpoint_url=None,
-                base_environment={"POWERTOOLS_TRACE_DISABLED": "true"},
-            )
+            result = invoke(function, event, {**os.environ, "POWERTOOLS_TRACE_DISABLED": "true"})
         elif args.dev:
-            resolved, moto_url, api_url, cdn_url = _dev_stack(args.dev, parameters)
-            result = invoke(
-                args.function,
-                event,
-                template_path=template_path,
-                parameters=resolved,
-                environment=environment,
-                endpoint_url=moto_url,
-                api_url=api_url,
-                cdn_url=cdn_url,
-                queue_url_base=moto_url,
-            )
+            config = dev_config(args.dev)
+            moto_url = config["cognitoEndpoint"]
+            parameters = {
+                "UserPoolId": config["userPoolId"],
+                "UserPoolClientId": config["clientId"],
+                "JwksUrl": f"{moto_url}/{config['userPoolId']}/.well-known/jwks.json",
+                "AllowedOrigins": args.dev.rstrip("/"),
+                **parameters,
+            }
+            urls = {"api_url": config["apiUrl"], "cdn_url": config["cdnUrl"], "queue_url_base": moto_url}
+            function = _function(template.load(path, parameters, **urls), args.function, path, args.env_vars)
+            result = invoke(function, event, aws_environment(moto_url))
         else:
-            with _embedded_moto(template_path, parameters) as (resolved, moto_url):
-                result = invoke(
-                    args.function,
-                    event,
-                    template_path=template_path,
-                    parameters=resolved,
-                    environment=environment,
-                    endpoint_url=moto_url,
-                    queue_url_base=moto_url,
-                )
-    except Exception as error:  # noqa: BLE001 - any function error is reported, as Lambda does
-        # The shape Lambda reports a function error in.
-        print(
-            json.dumps(
-                {
-                    "errorMessage": str(error),
-                    "errorType": type(error).__name__,
-                    "stackTrace": traceback.format_exception(error),
-                },
-                indent=2,
-            )
-        )
+            with LocalStack(root=path.parent, template=path.name, ports=0, parameters=parameters) as stack:
+                assert stack.template is not None
+                function = _function(stack.template, args.function, path, args.env_vars)
+                result = invoke(function, event, aws_environment(stack.moto_url))
+    except FunctionError as error:
+        print(json.dumps(error.payload, indent=2))  # the shape Lambda reports a function error in
         return 1
     print(json.dumps(result, indent=2, default=str))
     return 0

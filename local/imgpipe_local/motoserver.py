@@ -1,120 +1,154 @@
-"""The embedded moto server (S3, SQS, Cognito) and the resources the template declares in it."""
+"""The embedded moto server (S3, SQS, Cognito), in a process of its own, and what the template
+declares in it.
+
+A process of its own (`python -m imgpipe_local.motoserver FD ORIGINS`, serving the socket the
+stack bound): every stack gets an empty moto, moto's request handling does not compete with
+the stack's servers for one interpreter, and the patch in imgpipe_local.moto_patches stays
+out of the processes that run tests with mock_aws. In front of moto's app: only loopback Host
+names (DNS rebinding), no /moto-api (reset, dashboard) for a web page to reach, Cognito's CORS
+for the stack's origins only, and S3's CORS from each bucket's rules, which moto applies
+itself once its global flask-cors is off (MOTO_DISABLE_GLOBAL_CORS).
+"""
 
 from __future__ import annotations
 
-import itertools
 import logging
+import os
+import socket
+import subprocess
+import sys
 import threading
-import time
-import urllib.request
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import quote_plus
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
-from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-from moto.s3 import notifications as s3_notifications
-from werkzeug.serving import BaseWSGIServer, make_server
 
-from imgpipe_local.httpserver import bind_socket
-from imgpipe_local.template import LocalTemplate
+from imgpipe_local.cors import CorsRules, is_preflight
+from imgpipe_local.httpserver import INVALID_HOST, Request, bind_socket, loopback_host
+
+if TYPE_CHECKING:  # the moto process imports this module and needs no SAM translator
+    from imgpipe_local.template import LocalTemplate
 
 log = logging.getLogger("imgpipe_local")
 
-FAKE_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+FAKE_ACCESS_KEY = FAKE_SECRET_KEY = "testing"  # noqa: S105 - moto accepts any credentials
+COGNITO_TARGET = "AWSCognitoIdentityProviderService."
 
 
 class MotoServer:
-    """moto's server app on a werkzeug server this module owns, so stop() also frees the port."""
+    """moto's server on a socket bound here (a busy port is named at once), run by a child process."""
 
     def __init__(self, host: str, port: int) -> None:
-        # moto logs every request through werkzeug; the stack logs what matters itself.
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        app = DomainDispatcherApplication(create_backend_app)
-        # Our own bound socket: given a busy port, werkzeug would print and sys.exit(1).
         self._socket = bind_socket("moto", host, port)
-        self._server: BaseWSGIServer = make_server(
-            host, port, app, threaded=True, request_handler=MotoRequestHandler, fd=self._socket.fileno()
+        bound_host, bound_port = self._socket.getsockname()[:2]
+        self.url = f"http://{bound_host}:{bound_port}"
+        self._process: subprocess.Popen[bytes] | None = None
+        self._clients: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
+
+    def start(self, cognito_origins: Sequence[str]) -> None:
+        fd = self._socket.fileno()
+        self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [sys.executable, "-I", "-m", "imgpipe_local.motoserver", str(fd), ",".join(cognito_origins)],
+            pass_fds=(fd,),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env={**os.environ, "MOTO_DISABLE_GLOBAL_CORS": "true"},
+            start_new_session=True,  # a terminal's Ctrl-C is for the stack to handle, not moto
         )
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> None:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="imgpipe-moto",
-            daemon=True,
-        )
-        self._thread.start()
-
-    def reset(self) -> None:
-        """Forget every resource: moto's backends are process-wide, a new stack starts empty."""
-        request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")  # noqa: S310 - our own http URL
-        with urllib.request.urlopen(request, timeout=10):  # noqa: S310
-            pass
+        assert self._process.stdout is not None
+        with self._process.stdout as ready:
+            if ready.readline() != b"ready\n":
+                raise RuntimeError(f"the moto server did not start (exit status {self._process.wait()})")
 
     def stop(self) -> None:
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join()
-            self._thread = None
-        self._server.server_close()
+        if self._process is not None:
+            assert self._process.stdin is not None
+            self._process.stdin.close()  # the server exits at the end of its stdin
+            try:
+                self._process.wait(10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+            self._process = None
         self._socket.close()
 
     def client(self, service: str, region: str) -> Any:
-        return boto3.session.Session(region_name=region, **FAKE_CREDENTIALS).client(
-            service,
-            endpoint_url=self.url,
-            config=Config(signature_version="s3v4" if service == "s3" else None),
-        )
+        """A boto3 client for this server, one per service (thread-safe; creating one takes ~50 ms)."""
+        with self._lock:
+            if (service, region) not in self._clients:
+                session = boto3.session.Session(
+                    aws_access_key_id=FAKE_ACCESS_KEY,
+                    aws_secret_access_key=FAKE_SECRET_KEY,
+                    region_name=region,
+                )
+                config = Config(
+                    signature_version="s3v4" if service == "s3" else None, max_pool_connections=50
+                )
+                # Any: boto3's stubs type clients per literal service name; this one serves several.
+                name: Any = service
+                self._clients[service, region] = session.client(name, endpoint_url=self.url, config=config)
+            return self._clients[service, region]
 
 
-# ---------------------------------------------------------------- S3 events as S3 sends them
-
-_sequencer = itertools.count(time.time_ns() // 1000)
-_sequencer_lock = threading.Lock()
-_patched = False
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
-def enrich_s3_events() -> None:
-    """Give moto's S3 notifications the fields real S3 events carry and moto leaves out.
-
-    The processor orders events of one key by `s3.object.sequencer` and reads the exact
-    `versionId` of a versioned upload; moto's events have neither. Sequencers increase
-    with every event, as S3's do for one key.
-    """
-    global _patched
-    if _patched:
-        return
-    original = s3_notifications._get_s3_event
-
-    def get_s3_event(event_name: str, bucket: Any, key: Any, notification_id: str) -> dict[str, Any]:
-        event = original(event_name, bucket, key, notification_id)
-        with _sequencer_lock:
-            sequencer = f"{next(_sequencer):018X}"
-        for record in event["Records"]:
-            obj = record["s3"]["object"]
-            # S3 form-encodes the key but leaves its slashes alone; moto encodes them too.
-            obj["key"] = quote_plus(key.name, safe="/")
-            if getattr(bucket, "is_versioned", False) and getattr(key, "version_id", None):
-                obj["versionId"] = key.version_id
-            obj["sequencer"] = sequencer
-            record.setdefault("userIdentity", {"principalId": "AWS:LOCAL"})
-            record.setdefault("requestParameters", {"sourceIPAddress": "127.0.0.1"})
-            record.setdefault(
-                "responseElements", {"x-amz-request-id": sequencer[-16:], "x-amz-id-2": "local"}
+def guarded(app: WsgiApp, port: int, cognito: CorsRules) -> WsgiApp:
+    def guard(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        headers = [
+            (key[5:].replace("_", "-"), str(value)) for key, value in environ.items() if key[:5] == "HTTP_"
+        ]
+        request = Request(environ["REQUEST_METHOD"], environ.get("PATH_INFO", ""), "", headers, b"", "", "")
+        if not loopback_host(request.header("Host"), port):
+            start_response("403 Forbidden", [("Content-Type", "text/plain")])
+            return [INVALID_HOST]
+        if request.path.startswith("/moto-api"):
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"Not Found"]
+        # Cognito's preflight names its X-Amz-Target header; S3's go to moto and the bucket's rules.
+        if (
+            is_preflight(request)
+            and "x-amz-target" in (request.header("Access-Control-Request-Headers") or "").lower()
+        ):
+            granted = cognito.preflight_headers(request)
+            start_response("200 OK" if granted is not None else "403 Forbidden", granted or [])
+            return [b""]
+        if (request.header("X-Amz-Target") or "").startswith(COGNITO_TARGET):
+            extra = cognito.headers(request.header("Origin"))
+            return app(
+                environ, lambda status, headers, *exc: start_response(status, [*headers, *extra], *exc)
             )
-            record["s3"]["bucket"].setdefault("ownerIdentity", {"principalId": "LOCAL"})
-        return event
+        return app(environ, start_response)
 
-    s3_notifications._get_s3_event = get_s3_event
-    _patched = True
+    return guard
+
+
+def serve(fd: int, cognito_origins: str) -> None:
+    """The child: moto's app, patched and guarded, on the inherited socket until stdin closes."""
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server
+
+    from imgpipe_local import moto_patches
+
+    moto_patches.apply()
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto would log every request
+    with socket.socket(fileno=os.dup(fd)) as bound:
+        host, port = bound.getsockname()[:2]
+    cognito = CorsRules.of(cognito_origins, ["POST"], ["*"], max_age=600)
+    app = guarded(DomainDispatcherApplication(create_backend_app), port, cognito)
+    server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler, fd=fd)
+    # The stack closes stdin to stop moto (or dies): nothing of moto's state is worth a clean exit.
+    threading.Thread(target=lambda: (sys.stdin.buffer.read(), os._exit(0)), daemon=True).start()
+    print("ready", flush=True)
+    os.dup2(2, 1)  # nothing reads stdout any more: anything moto prints goes to stderr
+    server.serve_forever(poll_interval=0.05)
 
 
 # ---------------------------------------------------------------- provisioning
@@ -186,7 +220,7 @@ def provision(template: LocalTemplate, s3: Any, sqs: Any, region: str) -> list[T
         sqs.create_queue(QueueName=queue.name, Attributes=queue.attributes)
     triggers = []
     for bucket in template.buckets.values():
-        create = {"Bucket": bucket.name}
+        create: dict[str, Any] = {"Bucket": bucket.name}
         if region != "us-east-1":
             create["CreateBucketConfiguration"] = {"LocationConstraint": region}
         s3.create_bucket(**create)
@@ -219,3 +253,7 @@ def provision(template: LocalTemplate, s3: Any, sqs: Any, region: str) -> list[T
                 Bucket=bucket.name, NotificationConfiguration={"QueueConfigurations": queue_configurations}
             )
     return triggers
+
+
+if __name__ == "__main__":
+    serve(int(sys.argv[1]), sys.argv[2])

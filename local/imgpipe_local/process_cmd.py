@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from imgpipe import imaging
+from imgpipe import imaging, spec
 
 
 def _options(args: argparse.Namespace) -> imaging.Options:
@@ -19,7 +19,7 @@ def _options(args: argparse.Namespace) -> imaging.Options:
     if args.quality is not None:
         quality = {"jpeg_quality": args.quality, "webp_quality": args.quality, "avif_quality": args.quality}
     return imaging.Options(
-        renditions=imaging.parse_renditions(args.renditions),
+        renditions=spec.parse_renditions(args.renditions),
         formats=imaging.parse_formats(args.formats),
         max_bytes=args.max_bytes,
         max_pixels=args.max_pixels,

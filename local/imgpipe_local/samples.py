@@ -59,6 +59,12 @@ def photo_jpeg(width: int = 3000, height: int = 4000, *, orientation: int = 6, q
     return out.getvalue()
 
 
+def with_comment(jpeg: bytes, text: str) -> bytes:
+    """The same JPEG with a comment (COM) segment after its SOI marker: other bytes, same image."""
+    payload = text.encode()
+    return jpeg[:2] + b"\xff\xfe" + struct.pack(">H", len(payload) + 2) + payload + jpeg[2:]
+
+
 def is_warm(rgb: tuple[int, ...]) -> bool:
     return rgb[0] > rgb[2] + 40
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, Request, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Request, Route, expect, sync_playwright
 
 from imgpipe_local import samples
 from tests.conftest import ROOT
@@ -92,7 +92,8 @@ def test_the_page_signs_in_uploads_and_shows_the_avatar(page: Page, stack: E2ESt
     current = img.evaluate("img => img.currentSrc")
     assert current.startswith(f"{stack.target.cdn_url}/avatars/")
     assert "/v/" in current
-    assert current.endswith(".webp")
+    # The <source> says the avatar is shown 256 px wide, as the <img> does: not the 512 px file.
+    assert current.endswith("/256x256.webp")
     states = page.evaluate("window.__avatarStates")
     assert states[:2] == ["placeholder", "loaded"], states
     assert (
@@ -148,14 +149,61 @@ def test_a_file_that_is_not_an_image_is_refused_before_uploading(
     assert not any("/avatars/key_upload" in url for url in requests_made)
 
 
+def test_an_svg_is_refused_before_the_api_is_asked(page: Page, stack: E2EStack, tmp_path: Path) -> None:
+    sign_in(page, stack)
+    logo = tmp_path / "logo.svg"
+    logo.write_text(
+        '<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"><rect width="8" height="8"/></svg>'
+    )
+    requests_made: list[str] = []
+    page.on("request", lambda request: requests_made.append(request.url))
+
+    page.locator("#file").set_input_files(logo)
+
+    expect(page.get_by_role("alert")).to_have_text(
+        "“logo.svg” is a kind of image this service does not take (image/svg+xml)."
+        " Choose a JPEG, PNG, WebP, GIF or AVIF file."
+    )
+    assert not any("/avatars/key_upload" in url for url in requests_made)
+
+
+def test_choosing_a_new_avatar_looks_disabled_while_an_upload_runs(
+    page: Page, stack: E2EStack, tmp_path: Path
+) -> None:
+    sign_in(page, stack)
+    chooser = page.locator('label[for="file"]')
+    enabled_look = chooser.evaluate("el => getComputedStyle(el).opacity")
+    held: list[Route] = []
+    page.route("**/*", lambda route: held.append(route) if is_s3_upload(route.request) else route.fallback())
+
+    # While the upload to S3 is held in flight
+    choose_photo(page, tmp_path)
+    expect(page.locator("#progress-row")).to_be_visible()
+    expect(page.locator("#file")).to_be_disabled()
+
+    # Then the button that opens the file chooser looks disabled, as the other buttons do
+    expect(chooser).to_have_css("opacity", "0.5")
+    expect(chooser).to_have_css("cursor", "progress")
+    assert page.locator("#delete-button").evaluate("el => getComputedStyle(el).opacity") == "0.5"
+
+    # And once the upload is over it looks enabled again
+    held[0].abort()
+    expect(page.get_by_role("alert")).to_contain_text("The upload failed")
+    expect(chooser).to_have_css("opacity", enabled_look)
+
+
 def test_a_wrong_password_is_reported(page: Page, stack: E2EStack) -> None:
     page.goto(f"{stack.web_url}/")
     page.get_by_label("Username").fill(stack.username)
     page.get_by_label("Password").fill("wrong-Passw0rd!")
     page.get_by_role("button", name="Sign in").click()
 
-    expect(page.get_by_role("alert")).to_contain_text("Sign-in refused")
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text("Sign-in refused")
     expect(page.get_by_role("heading", name="Your avatar")).to_be_hidden()
+    # Cognito's own message ends with a full stop; the page adds none after it.
+    assert alert.inner_text().endswith(".")
+    assert not alert.inner_text().endswith("..")
 
 
 def is_s3_upload(request: Request) -> bool:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import io
+import re
+from pathlib import Path
 
 import pytest
 
-from imgpipe_local import samples
+from imgpipe_local import demo_cmd, samples
 from imgpipe_local.client import Client, StepFailed
 from imgpipe_local.demo_cmd import Report, print_report, run_flow
 from tests.e2e.conftest import E2EStack
@@ -40,3 +42,18 @@ def test_the_demo_flow_names_the_step_that_failed(stack: E2EStack, client: Clien
     assert failure.value.step == "processing"
     assert "rejected" in failure.value.message
     assert report.step == "processing"
+
+
+def test_the_demo_compares_upload_to_served_without_and_with_aws_latency(tmp_path: Path) -> None:
+    photo = tmp_path / "small.jpg"
+    photo.write_bytes(samples.photo_jpeg(300, 400))
+    out = io.StringIO()
+
+    code = demo_cmd.main(["--image", str(photo), "--aws-latency-ms", "30"], out=out)
+
+    report = out.getvalue()
+    assert code == 0, report
+    assert re.search(r"timings\s+cold\s+warm\s+cold \+30ms\s+warm \+30ms", report), report
+    assert re.search(
+        r"upload → served \(warm\): \d+ ms at moto's speed, \d+ ms with 30 ms per AWS call", report
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import textwrap
 import time
@@ -9,11 +10,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from imgpipe_local import template
 from imgpipe_local.gateway import Gateway
 from imgpipe_local.httpserver import LocalServer
-from imgpipe_local.runtime import Runtime, aws_environment
+from imgpipe_local.workers import Runtime, aws_environment
 
 API_TEMPLATE = """\
 AWSTemplateFormatVersion: "2010-09-09"
@@ -155,7 +157,7 @@ class ServedApi:
     template: template.LocalTemplate
 
     def invocations(self, logical_id: str) -> int:
-        return self.runtime.runners[logical_id].invocations
+        return int(self.runtime.pools[logical_id].invocations)
 
 
 @contextmanager
@@ -164,13 +166,14 @@ def serve_api(
 ) -> Iterator[ServedApi]:
     """The template's HTTP API on a free port of 127.0.0.1, without moto."""
     server = LocalServer("api", "127.0.0.1", 0)
+    loaded = template.load(template_path, parameters or {}, api_url=server.url)
+    runtime = Runtime(loaded.functions, aws_environment(None))
     try:
-        loaded = template.load(template_path, parameters or {}, api_url=server.url)
-        runtime = Runtime(loaded.functions, aws_environment(None))
         server.start(Gateway(loaded.apis[0], runtime.invoke, clock=clock))
         yield ServedApi(url=server.url, runtime=runtime, template=loaded)
     finally:
         server.stop()
+        runtime.stop()
 
 
 TRIGGER_TEMPLATE = """\
@@ -216,10 +219,13 @@ Resources:
     Type: AWS::SQS::Queue
 """
 
-# Records every event it gets (one file per invocation) and fails for keys containing "fail".
+# Records every event it gets (one file per invocation, with the worker's pid) and fails for
+# keys containing "fail"; for "meet" keys it first waits, within its Timeout, until another
+# invocation runs alongside it; for "sleep" keys it overruns its Timeout.
 RECORDER_HANDLER = """\
 import json
 import os
+import time
 import uuid
 
 import boto3
@@ -227,10 +233,21 @@ import boto3
 
 def lambda_handler(event, context):
     key = event["Records"][0]["s3"]["object"]["key"]
-    record = {"event": event, "endpoint": os.environ.get("AWS_ENDPOINT_URL")}
+    record = {"event": event, "endpoint": os.environ.get("AWS_ENDPOINT_URL"), "pid": os.getpid()}
     if key.endswith("read-back"):
         bucket = event["Records"][0]["s3"]["bucket"]["name"]
         record["body"] = boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+    if "meet" in key:
+        meeting = os.path.join(os.environ["RECORD_DIR"], "meeting")
+        os.makedirs(meeting, exist_ok=True)
+        open(os.path.join(meeting, context.aws_request_id), "w").close()
+        while len(os.listdir(meeting)) < 2:
+            if context.get_remaining_time_in_millis() < 500:
+                raise TimeoutError("no other invocation ran alongside this one")
+            time.sleep(0.01)
+        record["met"] = True
+    if "sleep" in key:
+        time.sleep(60)
     with open(os.path.join(os.environ["RECORD_DIR"], f"{uuid.uuid4()}.json"), "w") as out:
         json.dump(record, out)
     if "fail" in key:
@@ -238,7 +255,5 @@ def lambda_handler(event, context):
 """
 
 
-def recorded(folder: Path) -> list[dict]:
-    import json
-
+def recorded(folder: Path) -> list[dict[str, Any]]:
     return [json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))]

@@ -49,8 +49,11 @@ def test_dev_prints_urls_and_credentials_serves_and_stops_on_sigterm() -> None:
             if "Ctrl-C to stop" in line or not line:
                 break
         output = "".join(lines)
-        web_url = re.search(r"web page\s+(http://\S+)", output).group(1)
-        api_url = re.search(r"API\s+(http://\S+)", output).group(1)
+        web_match = re.search(r"web page\s+(http://\S+)", output)
+        api_match = re.search(r"API\s+(http://\S+)", output)
+        assert web_match, output
+        assert api_match, output
+        web_url, api_url = web_match.group(1), api_match.group(1)
         assert "demo user  demo / " in output
 
         config = requests.get(f"{web_url}/config.json", timeout=10).json()
@@ -111,6 +114,14 @@ def test_dev_explains_a_busy_port() -> None:
 DEFAULT_PORTS = {"moto": 5100, "api": 3000, "cdn": 3100, "web": 8000}
 
 
+def readme_ready_line() -> str:
+    """The line the README's top says `make dev` prints, as a pattern (N: the seconds it took)."""
+    top = "\n".join((ROOT / "README.md").read_text().splitlines()[:12])
+    match = re.search(r"`make dev` prints `([^`]+)`", top)
+    assert match, "the README's first lines no longer say what make dev prints"
+    return re.escape(match.group(1)).replace("N", r"\d+(\.\d+)?")
+
+
 def test_make_dev_as_the_readme_says_on_default_ports_stops_on_ctrl_c() -> None:
     # Given: the default ports are free (CI runs nothing else on them)
     for name, port in DEFAULT_PORTS.items():
@@ -139,7 +150,9 @@ def test_make_dev_as_the_readme_says_on_default_ports_stops_on_ctrl_c() -> None:
             if "Ctrl-C to stop" in line or not line:
                 break
         output = "".join(lines)
-        # Then: it serves the page and the API on the ports the README names
+        # Then: it prints what the README's first lines say it prints, and serves the page and
+        # the API on the ports the README names
+        assert re.search(readme_ready_line(), output), output
         assert "web page   http://127.0.0.1:8000" in output, output
         page = requests.get("http://127.0.0.1:8000/", timeout=10)
         assert page.status_code == 200

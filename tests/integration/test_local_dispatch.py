@@ -96,6 +96,35 @@ def test_a_failing_event_is_retried_then_sent_to_the_dead_letter_queue(
     assert dead["responsePayload"]["errorMessage"] == "cannot process incoming/fail.txt"
 
 
+def test_two_uploads_are_processed_at_once_by_separate_workers(stack: LocalStack, records: Path) -> None:
+    s3 = stack.client("s3")
+    for name in ("meet-1", "meet-2"):
+        s3.put_object(Bucket=inbox(stack), Key=f"incoming/{name}", Body=b"x")
+
+    stack.wait_idle(timeout=30)
+
+    # Each invocation waited until the other one was running: they overlapped, in two processes.
+    first, second = recorded(records)
+    assert first["met"]
+    assert second["met"]
+    assert first["pid"] != second["pid"]
+    assert stack.dead_letters() == []
+
+
+def test_a_handler_past_its_timeout_is_stopped_retried_and_dead_lettered(
+    stack: LocalStack, records: Path
+) -> None:
+    stack.client("s3").put_object(Bucket=inbox(stack), Key="incoming/sleep", Body=b"x")
+
+    stack.wait_idle(timeout=60)
+
+    assert recorded(records) == []  # stopped before it could record anything
+    (dead,) = stack.dead_letters()
+    assert dead["requestContext"]["approximateInvokeCount"] == 2
+    assert dead["responsePayload"]["errorType"] == "Sandbox.Timedout"
+    assert dead["responsePayload"]["errorMessage"].endswith("Task timed out after 3.00 seconds")
+
+
 def test_a_redelivered_event_reaches_the_function_again(stack: LocalStack, records: Path) -> None:
     stack.client("s3").put_object(Bucket=inbox(stack), Key="incoming/once", Body=b"x")
     stack.wait_idle(timeout=30)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -21,7 +23,7 @@ ORIGIN = "http://app.test"
 
 
 @pytest.fixture
-def api(tmp_path: Path):
+def api(tmp_path: Path) -> Iterator[ServedApi]:
     with serve_api(api_project(tmp_path)) as served:
         yield served
 
@@ -108,7 +110,7 @@ def test_other_origins_get_no_cors_headers(api: ServedApi) -> None:
 
 
 def test_integration_cors_headers_are_replaced_by_the_api_s(api: ServedApi) -> None:
-    reply = {"statusCode": 200, "headers": {"Access-Control-Allow-Origin": "*"}, "body": "x"}
+    reply: dict[str, Any] = {"statusCode": 200, "headers": {"Access-Control-Allow-Origin": "*"}, "body": "x"}
 
     response = requests.post(f"{api.url}/reply", json=reply, headers={"Origin": ORIGIN}, timeout=10)
 
@@ -250,7 +252,7 @@ def test_a_value_without_status_code_is_a_200_json_body(api: ServedApi) -> None:
 
 
 def test_a_full_response_keeps_status_headers_cookies_and_decodes_base64(api: ServedApi) -> None:
-    reply = {
+    reply: dict[str, Any] = {
         "statusCode": 201,
         "headers": {"Content-Type": "image/gif", "X-One": "1"},
         "multiValueHeaders": {"X-Many": ["a", "b"]},
@@ -307,7 +309,7 @@ def test_routes_follow_the_template(tmp_path: Path) -> None:
 
 
 def test_an_integration_vary_header_is_kept_and_gains_origin(api: ServedApi) -> None:
-    reply = {"statusCode": 200, "headers": {"Vary": "Accept-Encoding"}, "body": "x"}
+    reply: dict[str, Any] = {"statusCode": 200, "headers": {"Vary": "Accept-Encoding"}, "body": "x"}
 
     response = requests.post(f"{api.url}/reply", json=reply, headers={"Origin": ORIGIN}, timeout=10)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,7 +36,7 @@ def project(tmp_path: Path) -> Path:
     return path
 
 
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, object]:
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any]:
     code = invoke_cmd.main(list(argv))
     return code, json.loads(capsys.readouterr().out)
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
-import boto3
 import requests
 
 from tests.integration.local_support import serve_api, touch_newer, write_project
@@ -58,7 +58,7 @@ def test_handlers_stay_warm_between_requests(tmp_path: Path) -> None:
         second = requests.get(f"{api.url}/hello", timeout=10).json()
 
         assert (first["invocations"], second["invocations"]) == (1, 2)
-        assert api.runtime.runners["HelloFunction"].loads == 1
+        assert api.runtime.pools["HelloFunction"].loads == 1
 
 
 def test_an_edited_handler_is_used_by_the_next_request(tmp_path: Path) -> None:
@@ -87,7 +87,7 @@ def test_an_edited_layer_module_is_reloaded(tmp_path: Path) -> None:
         touch_newer(tmp_path / "lib" / "reload_lib_greeting.py", 'WORD = "goodbye"\n')
 
         assert requests.get(f"{api.url}/hello", timeout=10).json()["text"] == "goodbye world v1"
-        assert api.runtime.runners["HelloFunction"].loads == 2
+        assert api.runtime.pools["HelloFunction"].loads == 2
 
 
 def test_a_broken_edit_fails_the_request_and_the_fix_recovers(tmp_path: Path) -> None:
@@ -131,20 +131,21 @@ Resources:
 """
 
 USES_HELPER = """\
-import boto3
+import os
+import sys
+
 import helper
 
 
 def lambda_handler(event, context):
-    return {"name": helper.NAME, "session": id(boto3._get_default_session())}
+    return {"name": helper.NAME, "pid": os.getpid(), "path": sys.path[:2], "cwd": os.getcwd()}
 """
 
 
-def test_functions_keep_their_own_modules_and_boto3_sessions(tmp_path: Path) -> None:
+def test_each_function_runs_warm_in_a_process_of_its_own(tmp_path: Path) -> None:
     path = write_project(tmp_path, TWO_FUNCTIONS, {"one": USES_HELPER, "two": USES_HELPER})
     (tmp_path / "one" / "helper.py").write_text('NAME = "one"\n')
     (tmp_path / "two" / "helper.py").write_text('NAME = "two"\n')
-    host_session = boto3.DEFAULT_SESSION
 
     with serve_api(path) as api:
         one = [requests.get(f"{api.url}/one", timeout=10).json() for _ in range(2)]
@@ -152,7 +153,9 @@ def test_functions_keep_their_own_modules_and_boto3_sessions(tmp_path: Path) -> 
 
     assert [reply["name"] for reply in one] == ["one", "one"]
     assert two["name"] == "two"
-    # Warm: the same session across invocations of a function, another one per function.
-    assert one[0]["session"] == one[1]["session"] != two["session"]
+    # Warm: the same process across invocations of a function, another one per function,
+    # none of them this one; each with its CodeUri as /var/task would be: first on the path, cwd.
+    assert one[0]["pid"] == one[1]["pid"] != two["pid"]
+    assert os.getpid() not in {one[0]["pid"], two["pid"]}
+    assert one[0]["path"][0] == one[0]["cwd"] == str(tmp_path / "one")
     assert "helper" not in sys.modules
-    assert boto3.DEFAULT_SESSION is host_session

@@ -30,17 +30,19 @@ def stack() -> Iterator[LocalStack]:
 
 @pytest.fixture
 def assets(stack: LocalStack) -> str:
-    return stack.outputs["AssetsBucketName"]
+    return str(stack.outputs["AssetsBucketName"])
 
 
 def put_asset(stack: LocalStack, key: str, body: bytes, content_type: str, cache_control: str) -> str:
-    return stack.client("s3").put_object(
+    s3 = stack.client("s3")
+    put = s3.put_object(
         Bucket=stack.outputs["AssetsBucketName"],
         Key=key,
         Body=body,
         ContentType=content_type,
         CacheControl=cache_control,
-    )["ETag"]
+    )
+    return str(put["ETag"])
 
 
 # ---------------------------------------------------------------- resources from the template
@@ -234,14 +236,16 @@ def test_stop_frees_every_port_and_a_new_stack_can_take_them() -> None:
 
 def test_two_stacks_can_run_side_by_side(stack: LocalStack) -> None:
     with LocalStack(root=ROOT, ports=LocalStack.free_ports()) as second:
-        assert second.stack_name != stack.stack_name
-        assert second.outputs["UploadsBucketName"] != stack.outputs["UploadsBucketName"]
+        # Each has a moto of its own: the same names, none of the other's data.
+        second.client("s3").put_object(Bucket=second.outputs["AssetsBucketName"], Key="only-here", Body=b"x")
+        assert second.outputs["UploadsBucketName"] == stack.outputs["UploadsBucketName"]
         assert second.web_config["userPoolId"] != stack.web_config["userPoolId"]
         assert second.sign_in(*second.demo_user)["AccessToken"]
 
-    # The first stack lost nothing when the second started or stopped.
+    # The first stack lost nothing when the second started or stopped, and saw none of its writes.
     s3 = stack.client("s3")
     assert s3.get_bucket_versioning(Bucket=stack.outputs["UploadsBucketName"])["Status"] == "Enabled"
+    assert "Contents" not in s3.list_objects_v2(Bucket=stack.outputs["AssetsBucketName"], Prefix="only-here")
     assert stack.sign_in(*stack.demo_user)["AccessToken"]
 
 
@@ -269,6 +273,11 @@ def test_the_stack_follows_a_modified_template(tmp_path: Path) -> None:
     (tmp_path / "template.yaml").write_text(text)
     for folder in ("functions", "layers"):
         shutil.copytree(ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    # The copy's shared package leaves a mark beside itself wherever it is imported.
+    package = tmp_path / "layers" / "shared" / "imgpipe"
+    (package / "__init__.py").write_text(
+        "import os, pathlib\npathlib.Path(__file__).with_name(f'imported-by-{os.getpid()}').touch()\n"
+    )
 
     with LocalStack(root=tmp_path, ports=LocalStack.free_ports()) as stack:
         s3 = stack.client("s3")
@@ -290,9 +299,7 @@ def test_the_stack_follows_a_modified_template(tmp_path: Path) -> None:
             f"{stack.api_url}/avatars", headers={"Authorization": f"Bearer {token}"}, timeout=10
         )
         assert stack.runtime is not None
-        presign_calls = stack.runtime.runners["PresignUploadFunction"].invocations
-        # The copy's functions ran on the copy's layers/shared; the host's imgpipe stayed.
-        copy_settings = stack.runtime.runners["DeleteAvatarFunction"].modules["imgpipe.settings"]
+        presign_calls = stack.runtime.pools["PresignUploadFunction"].invocations
 
     assert {r["Name"].lower(): r["Value"] for r in queue["Filter"]["Key"]["FilterRules"]}[
         "prefix"
@@ -304,5 +311,7 @@ def test_the_stack_follows_a_modified_template(tmp_path: Path) -> None:
     assert presign_calls == 1
     assert moved.status_code in (200, 404)
     assert deleted.status_code < 300
-    assert copy_settings.__file__.startswith(str(tmp_path))
+    # The copy's functions ran on the copy's layers/shared, each in a process of its own
+    # (authorizer, presign, delete); the host's imgpipe stayed.
+    assert len(list(package.glob("imported-by-*"))) == 3
     assert sys.modules["imgpipe.settings"] is host_settings

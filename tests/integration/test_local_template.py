@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from imgpipe_local import template
-from imgpipe_local.template import Resolver, TemplateError
+from imgpipe_local.cfn import Resolver, TemplateError
 from tests.conftest import ROOT
 
 LOCAL = {
@@ -183,40 +183,61 @@ def test_missing_required_parameters_are_named(tmp_path: Path) -> None:
         template.load(tmp_path / "template.yaml", {})
 
 
+def test_an_unknown_getatt_attribute_is_a_clear_error(tmp_path: Path) -> None:
+    path = copy_with(
+        tmp_path,
+        ("          RENDITIONS: !Ref Renditions\n", "          RENDITIONS: !GetAtt AssetsBucket.Nope\n"),
+    )
+
+    with pytest.raises(TemplateError, match=r"Fn::GetAtt AssetsBucket\.Nope: the local stack has no value"):
+        template.load(path, LOCAL, **URLS)
+
+
+def test_a_ref_to_nothing_in_the_template_is_a_clear_error(tmp_path: Path) -> None:
+    path = copy_with(
+        tmp_path, ("          RENDITIONS: !Ref Renditions\n", "          RENDITIONS: !Ref Nowhere\n")
+    )
+
+    with pytest.raises(TemplateError, match="Ref Nowhere: no such parameter or resource"):
+        template.load(path, LOCAL, **URLS)
+
+
+def test_an_output_without_a_local_value_is_left_out(tmp_path: Path) -> None:
+    path = copy_with(tmp_path, ("\nOutputs:\n", "\nOutputs:\n  Odd:\n    Value: !GetAtt AssetsBucket.Nope\n"))
+
+    outputs = template.load(path, LOCAL, **URLS).outputs
+
+    assert "Odd" not in outputs
+    assert outputs["ApiUrl"] == "http://127.0.0.1:3000"
+
+
 # ---------------------------------------------------------------- intrinsics
 
 
 def resolver(parameters: dict[str, object] | None = None) -> Resolver:
-    cfn = {
+    document = {
         "Parameters": {"Names": {"Type": "CommaDelimitedList"}, "Env": {"Type": "String"}},
         "Conditions": {"IsProd": {"Fn::Equals": [{"Ref": "Env"}, "prod"]}},
-        "Resources": {
-            "Bucket": {"Type": "AWS::S3::Bucket", "Properties": {"BucketName": "my-bucket"}},
-            "Queue": {"Type": "AWS::SQS::Queue"},
-        },
+        "Resources": {"Bucket": {"Type": "AWS::S3::Bucket"}, "Queue": {"Type": "AWS::SQS::Queue"}},
     }
-    values = {
-        "Names": "a,b,c",
-        "Env": "dev",
-        "AWS::StackName": "imgpipe",
-        "AWS::AccountId": "123456789012",
-        "AWS::Region": "us-east-1",
-        **(parameters or {}),
-    }
-    return Resolver(cfn, values, queue_url_base="http://moto")
+    values = {"Names": "a,b,c", "Env": "dev", "AWS::StackName": "imgpipe", **(parameters or {})}
+    refs = {"Bucket": "my-bucket", "Queue": "http://moto/123456789012/imgpipe-Queue"}
+
+    def get_att(logical_id: str, attribute: str) -> str:
+        return f"arn:{logical_id}:{attribute}"
+
+    return Resolver(document, values, ref=refs.__getitem__, get_att=get_att)
 
 
 def test_sub_join_select_split_and_getatt() -> None:
     r = resolver()
 
     assert r.resolve({"Fn::Sub": "${AWS::StackName}-${Bucket}-${!Literal}"}) == "imgpipe-my-bucket-${Literal}"
-    assert (
-        r.resolve({"Fn::Sub": ["${X}/${Bucket.Arn}", {"X": {"Ref": "Env"}}]}) == "dev/arn:aws:s3:::my-bucket"
-    )
+    assert r.resolve({"Fn::Sub": ["${X}/${Bucket.Arn}", {"X": {"Ref": "Env"}}]}) == "dev/arn:Bucket:Arn"
     assert r.resolve({"Fn::Join": ["-", {"Ref": "Names"}]}) == "a-b-c"
     assert r.resolve({"Fn::Select": [1, {"Ref": "Names"}]}) == "b"
     assert r.resolve({"Fn::Split": ["/", "x/y"]}) == ["x", "y"]
-    assert r.resolve({"Fn::GetAtt": ["Queue", "Arn"]}) == "arn:aws:sqs:us-east-1:123456789012:imgpipe-Queue"
+    assert r.resolve({"Fn::GetAtt": ["Queue", "Arn"]}) == "arn:Queue:Arn"
     assert r.resolve({"Ref": "Queue"}) == "http://moto/123456789012/imgpipe-Queue"
 
 
@@ -231,6 +252,10 @@ def test_conditions_and_no_value() -> None:
     assert resolver().resolve({"Fn::Not": [{"Condition": "IsProd"}]}) is True
 
 
-def test_unsupported_intrinsics_fail_clearly() -> None:
+def test_unsupported_intrinsics_and_unknown_names_fail_clearly() -> None:
     with pytest.raises(TemplateError, match="Fn::ImportValue"):
         resolver().resolve({"Fn::ImportValue": "shared-vpc"})
+    with pytest.raises(TemplateError, match=r"Fn::GetAtt Elsewhere\.Arn: no such resource"):
+        resolver().resolve({"Fn::Sub": "${Elsewhere.Arn}"})
+    with pytest.raises(TemplateError, match="unknown condition IsTest"):
+        resolver().resolve({"Fn::If": ["IsTest", "a", "b"]})

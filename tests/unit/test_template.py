@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from imgpipe import invalidation, jwt_verify, keys, settings
-from imgpipe_local.template import Resolver, TemplateError, load_yaml, parameter_values, translate
+from imgpipe_local.cfn import Resolver, TemplateError, load_yaml, parameter_values, translate
+from imgpipe_local.template import local_resolver
 from tests.conftest import ROOT
 
 STACK = "imgpipe-test"
@@ -48,7 +49,7 @@ SAM = load_yaml(ROOT / "template.yaml")
 def _build(overrides: dict[str, Any]) -> tuple[dict[str, Any], Resolver]:
     values = parameter_values(SAM, {**PARAMETERS, **overrides})
     cfn = translate(SAM, values)
-    return cfn, Resolver(cfn, values)
+    return cfn, local_resolver(cfn, values)
 
 
 CFN, RESOLVER = _build({})
@@ -453,6 +454,9 @@ CONTRACT_ENV = {
         "WEBP_QUALITY",
     },
 }
+# The backfill renders what the processor renders, from the same variables.
+CONTRACT_ENV["BackfillFunction"] = CONTRACT_ENV["ProcessImageFunction"]
+IMAGE_FUNCTIONS = {"ProcessImageFunction", "BackfillFunction"}
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
@@ -471,13 +475,13 @@ def test_function_runtime_logging_and_environment(function):
     assert f"{STACK}-shared" in layer_names
 
 
-def test_only_the_processor_carries_pillow():
+def test_only_the_image_functions_carry_pillow():
     for function in FUNCTIONS:
         layer_names = [
             resolved(RES[layer["Ref"]]["Properties"]["LayerName"])
             for layer in RES[function]["Properties"]["Layers"]
         ]
-        assert any("pillow" in name for name in layer_names) == (function == "ProcessImageFunction")
+        assert any("pillow" in name for name in layer_names) == (function in IMAGE_FUNCTIONS)
 
 
 def references(value: Any) -> set[str]:

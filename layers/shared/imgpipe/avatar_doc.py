@@ -31,7 +31,9 @@ REASON_TAG = "imgpipe-reason"
 
 # avatar.json as stored: plain JSON, shaped by ready_doc / rejected_doc.
 Doc = dict[str, Any]
-SkipReason = Literal["duplicate", "stale", "replayed", "gone", "not_an_upload_key"]
+SkipReason = Literal[
+    "duplicate", "stale", "replayed", "gone", "not_an_upload_key", "current", "no_avatar", "source_unknown"
+]
 
 
 # ---------------------------------------------------------------- ordering
@@ -61,7 +63,8 @@ def skip_reason(event_sequencer: str, doc: Doc | None, *, rerender: bool = False
     the same sequencer; only a newer upload stops it.
     """
     if doc is None:
-        return None
+        # A re-render only ever rewrites an avatar.json; without one the avatar was erased.
+        return "gone" if rerender else None
     order = compare_sequencers(event_sequencer, doc.get("sequencer"))
     if order == 0 and not rerender:
         return "duplicate"
@@ -97,9 +100,19 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def avatar_section(user: str, result: imaging.Result) -> dict[str, Any]:
+def avatar_section(
+    user: str,
+    result: imaging.Result,
+    *,
+    spec: Mapping[str, Any] | None = None,
+    original_version: str | None = None,
+) -> dict[str, Any]:
+    """The avatar part of avatar.json. `spec`: the record of the spec that made it
+    (`imgpipe.spec.Rendering.record()`); `original_version`: the S3 version it was made from."""
     return {
         "version": result.version,
+        "spec": dict(spec) if spec is not None else None,
+        "originalVersionId": original_version,
         "source": {
             "format": result.source_format,
             "width": result.source_width,
@@ -173,6 +186,79 @@ def rejected_doc(
         "avatar": previous.get("avatar") if previous else None,
         "sequencer": sequencer,
     }
+
+
+def rerendered_doc(current: Doc, avatar: dict[str, Any]) -> Doc:
+    """`current` showing a re-rendered avatar: the status of the latest upload (what its client was
+    told) and the ordering state stay; a refusal recorded by an earlier re-render goes."""
+    doc = {key: value for key, value in current.items() if key != "rerender"}
+    doc["avatar"] = avatar
+    return doc
+
+
+def rerender_rejected_doc(current: Doc, *, spec_digest: str, reason: str, message: str, at: str) -> Doc:
+    """`current` with a note that re-rendering its avatar with spec `spec_digest` was refused.
+
+    The avatar shown and the upload's status stay as they were (the upload was accepted when it
+    was made); the note is what tells the next backfill run not to decode it again for this spec.
+    """
+    rerender = {"spec": spec_digest, "state": "rejected", "reason": reason, "message": message, "at": at}
+    return {**current, "rerender": rerender}
+
+
+# ---------------------------------------------------------------- backfill: what is stale
+
+
+@dataclass(frozen=True)
+class RerenderPlan:
+    """What a backfill does with one user's avatar.json.
+
+    `skip` is why nothing is rendered (None: re-render). `current`: made by this spec already;
+    `no_avatar`: nothing shown (never processed, only rejected uploads, or erased);
+    `source_unknown`: a document written before avatars recorded their original, whose latest
+    upload was rejected, so which original made the avatar is unknown; `rejected`: re-rendering
+    it with this spec was refused before (`rejected` holds that note).
+    To re-render: read `source_version` of the original, apply under `sequencer` (the document's
+    own, so the re-render can never pass a newer upload), and take the disappearance of
+    `guard_version` (the latest upload's original, which lifecycle rules never expire while it
+    is current) as erasure.
+    """
+
+    skip: SkipReason | Literal["rejected"] | None
+    source_version: str | None = None
+    sequencer: str = ""
+    guard_version: str | None = None
+    recorded_spec: str | None = None
+    rejected: Mapping[str, Any] | None = None
+
+
+def rerender_plan(doc: Doc | None, spec_digest: str) -> RerenderPlan:
+    """Whether the avatar `doc` shows was made by the spec named `spec_digest`, and if not, what to
+    re-render. Reads nothing but the document."""
+    avatar = (doc or {}).get("avatar")
+    if doc is None or not avatar:
+        return RerenderPlan("no_avatar")
+    recorded = (avatar.get("spec") or {}).get("digest")
+    if recorded == spec_digest:
+        return RerenderPlan("current", recorded_spec=recorded)
+    note = doc.get("rerender") or {}
+    if note.get("spec") == spec_digest and note.get("state") == "rejected":
+        return RerenderPlan("rejected", recorded_spec=recorded, rejected=note)
+    latest = doc.get("latest") or {}
+    if "originalVersionId" in avatar:
+        source = avatar["originalVersionId"]
+    elif latest.get("state") == "ready":
+        # Written before avatars named their original: a ready document's avatar is its latest upload's.
+        source = latest.get("originalVersionId")
+    else:
+        return RerenderPlan("source_unknown", recorded_spec=recorded)
+    return RerenderPlan(
+        None,
+        source_version=source,
+        sequencer=str(doc.get("sequencer") or ""),
+        guard_version=latest.get("originalVersionId") or source,
+        recorded_spec=recorded,
+    )
 
 
 def too_big_message(size: int, limit: int) -> str:

@@ -76,8 +76,10 @@ from functools import partial
 from typing import Any, Literal
 
 from imgpipe import avatar_doc, imaging, keys
-from imgpipe.avatar_doc import Doc, SkipReason
+from imgpipe.avatar_doc import Doc, RerenderPlan, SkipReason
 from imgpipe.avatar_store import PARALLEL_REQUESTS, AvatarStore, Manifest, OriginalRef, S3Client, wait_all
+from imgpipe.settings import SettingsError
+from imgpipe.spec import AvatarSpec, Rendering
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +100,12 @@ class Config:
     assets_bucket: str
     options: imaging.Options
     retire_after: timedelta = RETIRE_AFTER
+
+    @property
+    def rendering(self) -> Rendering:
+        """The spec these options render, as avatar.json records it and a backfill compares it."""
+        o = self.options
+        return Rendering(o.renditions, o.formats, o.jpeg_quality, o.webp_quality)
 
 
 @dataclass(frozen=True)
@@ -123,6 +131,10 @@ class Upload:
     sequencer: str
     size: int | None = None
     etag: str | None = None
+    # The version whose disappearance means the user erased their avatar (default: version_id).
+    # A re-render may read an older version than the latest upload's, which a lifecycle rule can
+    # expire; the latest upload's own version goes only with an erase.
+    guard_version_id: str | None = None
 
 
 class CommitConflict(RuntimeError):
@@ -131,6 +143,23 @@ class CommitConflict(RuntimeError):
 
 class SettleConflict(RuntimeError):
     """The stable copies kept changing under us; raised so a retry settles them later."""
+
+
+def config_from_spec(*, uploads_bucket: str, assets_bucket: str, spec: AvatarSpec) -> Config:
+    """The processor's configuration for a deployment's spec (every function that renders reads it
+    this one way); SettingsError when this Pillow cannot render it (e.g. avif without libavif)."""
+    try:
+        options = imaging.Options(
+            renditions=spec.renditions,
+            formats=spec.formats,
+            jpeg_quality=spec.jpeg_quality,
+            webp_quality=spec.webp_quality,
+            max_bytes=spec.max_upload_bytes,
+            max_pixels=spec.max_image_pixels,
+        )
+    except ValueError as error:
+        raise SettingsError(f"processor settings are invalid: {error}") from None
+    return Config(uploads_bucket=uploads_bucket, assets_bucket=assets_bucket, options=options)
 
 
 def handle_upload(
@@ -153,10 +182,50 @@ def handle_upload(
 
 def apply_upload(s3: S3Client, cfg: Config, upload: Upload, *, rerender: bool = False) -> Outcome:
     """Apply `upload` through the ordering rule. `rerender` re-renders the original avatar.json
-    was made from (same sequencer) with `cfg.options`, e.g. after a rendition spec change."""
+    was made from (same sequencer) with `cfg.options`, e.g. after a rendition spec change: only
+    the avatar changes, the latest upload's status and the ordering state stay."""
     with ThreadPoolExecutor(PARALLEL_REQUESTS, thread_name_prefix="imgpipe-s3") as pool:
-        store = AvatarStore(s3, uploads_bucket=cfg.uploads_bucket, assets_bucket=cfg.assets_bucket, pool=pool)
+        store = _store(s3, cfg, pool)
         return _Run(store, cfg, upload, rerender).apply()
+
+
+def check_avatar(s3: S3Client, cfg: Config, user: str) -> RerenderPlan:
+    """Whether `user`'s avatar was made by `cfg`'s spec, from avatar.json alone (one GET)."""
+    # One request on this thread: the executor never starts one of its own.
+    with ThreadPoolExecutor(1) as pool:
+        manifest = _store(s3, cfg, pool).read_manifest(user)
+    return avatar_doc.rerender_plan(manifest.doc if manifest else None, cfg.rendering.digest())
+
+
+def rerender_avatar(s3: S3Client, cfg: Config, user: str) -> Outcome:
+    """Bring `user`'s avatar to `cfg`'s spec: the backfill's unit.
+
+    Reads avatar.json; an avatar already made by this spec (or whose re-render with it was
+    refused before) is left alone. Otherwise the original it was made from is re-rendered
+    through `apply_upload(rerender=True)` under the document's own sequencer: the processor's
+    core and ordering rule, so a newer upload committed meanwhile is never overwritten (its
+    sequencer is greater; the conditional commit re-reads and gives up), a repeat is harmless,
+    and the stable copies are settled as after any upload. A refusal is recorded in avatar.json
+    (`rerender`), the avatar shown stays, and no later run decodes it again for this spec.
+    """
+    plan = check_avatar(s3, cfg, user)
+    if plan.skip == "rejected":
+        note = plan.rejected or {}
+        return Outcome("rejected", note.get("reason"), user=user, message=note.get("message"))
+    if plan.skip is not None:
+        return Outcome("skipped", plan.skip, user=user)
+    upload = Upload(
+        user,
+        keys.upload_key(user),
+        plan.source_version,
+        plan.sequencer,
+        guard_version_id=plan.guard_version,
+    )
+    return apply_upload(s3, cfg, upload, rerender=True)
+
+
+def _store(s3: S3Client, cfg: Config, pool: ThreadPoolExecutor) -> AvatarStore:
+    return AvatarStore(s3, uploads_bucket=cfg.uploads_bucket, assets_bucket=cfg.assets_bucket, pool=pool)
 
 
 @dataclass
@@ -183,6 +252,12 @@ class _Run:
     @property
     def ref(self) -> OriginalRef:
         return OriginalRef(self.upload.user, self.upload.key, self.upload.version_id)
+
+    @property
+    def guard(self) -> OriginalRef:
+        """The original whose disappearance means the avatar was erased."""
+        version = self.upload.guard_version_id or self.upload.version_id
+        return OriginalRef(self.upload.user, self.upload.key, version)
 
     def log(self, **extra: Any) -> dict[str, Any]:
         upload = self.upload
@@ -223,6 +298,8 @@ class _Run:
             reason = avatar_doc.skip_reason(self.upload.sequencer, doc, rerender=self.rerender)
             if reason is None and not self.rerender and self.is_replay(doc):
                 reason = "replayed"
+            if reason is None and self.rerender and self.is_current(doc):
+                reason = "current"
             size = original.size if original.size is not None else self.upload.size
             too_big = head_only or (size is not None and size > limit)
             # The body of a skipped original is never read (closing it drops the transfer).
@@ -243,6 +320,10 @@ class _Run:
             return self.reject(manifest, rejected.reason, str(rejected), bytes_in=len(data))
         return self.publish(manifest, result, bytes_in=len(data))
 
+    def is_current(self, doc: Doc | None) -> bool:
+        """Whether `doc`'s avatar is already made by this run's spec (another run re-rendered it)."""
+        return avatar_doc.rerender_plan(doc, self.cfg.rendering.digest()).skip == "current"
+
     def is_replay(self, doc: Doc | None) -> bool:
         return avatar_doc.is_replay(doc, upload_id=self.upload_id, original_version=self.upload.version_id)
 
@@ -254,9 +335,14 @@ class _Run:
         etags = store.all(partial(store.put_rendition, write) for write in writes)
         self.written.update((write.key, etag) for write, etag in zip(writes, etags, strict=True))
         wait_all(listed_f)
-        avatar = avatar_doc.avatar_section(user, result)
+        avatar = avatar_doc.avatar_section(
+            user, result, spec=self.cfg.rendering.record(), original_version=self.upload.version_id
+        )
 
-        def ready(_current: Doc | None) -> Doc:
+        def ready(current: Doc | None) -> Doc:
+            if self.rerender:
+                assert current is not None  # skip_reason stops a re-render without a document
+                return avatar_doc.rerendered_doc(current, avatar)
             return avatar_doc.ready_doc(
                 user=user,
                 upload_id=self.upload_id,
@@ -286,7 +372,7 @@ class _Run:
         )
         copies = avatar_doc.stable_copies(avatar)
         held_f = [store.submit(partial(store.stable_version, c.stable_key)) for c in copies]
-        exists_f = store.submit(partial(store.original_exists, self.ref))
+        exists_f = store.submit(partial(store.original_exists, self.guard))
         expire_f = store.submit(partial(store.expire, expired)) if expired else None
         wait_all(*held_f, exists_f, *([expire_f] if expire_f else []))
         if expire_f is not None:
@@ -307,6 +393,8 @@ class _Run:
 
     def reject(self, manifest: Manifest | None, reason: str, message: str, *, bytes_in: int = 0) -> Outcome:
         """A permanent refusal: mark the original, tell the client, return normally (no retry storm)."""
+        if self.rerender:
+            return self.reject_rerender(manifest, reason, message, bytes_in=bytes_in)
         logger.warning("upload rejected", extra=self.log(reason=reason, detail=message))
         # Tagged before it is reported, so whoever reads "rejected" finds the tag.
         if not self.store.tag_rejected(self.ref, reason):
@@ -330,7 +418,34 @@ class _Run:
             if committed == "gone":
                 self.take_back()
             return self.skipped(committed, bytes_in=bytes_in)
-        if not self.store.original_exists(self.ref):
+        if not self.store.original_exists(self.guard):
+            self.take_back()
+            return self.skipped("gone", bytes_in=bytes_in)
+        return Outcome(
+            "rejected", reason, user=self.user, upload_id=self.upload_id, message=message, bytes_in=bytes_in
+        )
+
+    def reject_rerender(
+        self, manifest: Manifest | None, reason: str, message: str, *, bytes_in: int = 0
+    ) -> Outcome:
+        """This spec cannot re-render an avatar that was accepted once (e.g. a lower pixel limit):
+        the avatar shown and the upload's status stay, the original is not tagged (it was not
+        refused as an upload); avatar.json notes the refusal so later runs do not decode it again."""
+        logger.warning("re-render rejected", extra=self.log(reason=reason, detail=message))
+        digest = self.cfg.rendering.digest()
+
+        def noted(current: Doc | None) -> Doc:
+            assert current is not None  # skip_reason stops a re-render without a document
+            return avatar_doc.rerender_rejected_doc(
+                current, spec_digest=digest, reason=reason, message=message, at=avatar_doc.utc_now()
+            )
+
+        committed = self.commit(manifest, noted)
+        if not isinstance(committed, _Committed):
+            if committed == "gone":
+                self.take_back()
+            return self.skipped(committed, bytes_in=bytes_in)
+        if not self.store.original_exists(self.guard):
             self.take_back()
             return self.skipped("gone", bytes_in=bytes_in)
         return Outcome(
@@ -360,6 +475,8 @@ class _Run:
                 return reason
             if not self.rerender and self.is_replay(doc):
                 return "replayed"
+            if self.rerender and self.is_current(doc):
+                return "current"
         raise CommitConflict(f"avatar.json of {self.user} kept changing; S3 will retry the event")
 
     # ------------------------------------------------------------ stable copies and erasure
@@ -382,7 +499,7 @@ class _Run:
         if original_exists is not False:
             self.settle(manifest, held)
         if len(self.written) != before or (original_exists is None and self.written):
-            original_exists = self.store.original_exists(self.ref)
+            original_exists = self.store.original_exists(self.guard)
         if original_exists is False:
             self.take_back()
             return False

@@ -11,8 +11,8 @@ The grammar is strict on purpose, because a regex must be able to say it: items 
 commas (spaces around them allowed), `WIDTHxHEIGHT[:cover|contain]` with sides 1..4096 written
 without leading zeros, lower case, every name once.
 
-`AvatarSpec.canonical()` / `.digest()` name the spec that made an avatar, for a backfill to tell
-which stored avatars an edited spec would change.
+`Rendering` (`AvatarSpec.rendering`) names the spec that made an avatar; avatar.json records it, so
+a backfill tells which stored avatars an edited spec would change without opening an image.
 """
 
 from __future__ import annotations
@@ -179,6 +179,40 @@ def parse_output_formats(text: str) -> tuple[str, ...]:
     return check_formats(_items(text, "output format", DEFAULT_OUTPUT_FORMATS), required=AVATAR_FORMAT)
 
 
+@dataclass(frozen=True)
+class Rendering:
+    """What decides an avatar's pixels and bytes: the part of a spec a backfill compares.
+
+    avatar.json records it (`record()`) beside every avatar, so a run tells a current avatar
+    from a stale one by reading one small document, without downloading an image.
+    """
+
+    renditions: tuple[Rendition, ...]
+    formats: tuple[str, ...]
+    jpeg_quality: int
+    webp_quality: int
+
+    def canonical(self) -> str:
+        return (
+            f"renditions={format_renditions(self.renditions)};formats={','.join(self.formats)};"
+            f"jpeg={self.jpeg_quality};webp={self.webp_quality}"
+        )
+
+    def digest(self) -> str:
+        """A short, stable name of canonical(): equal digests make equal avatars from equal code."""
+        return hashlib.sha256(self.canonical().encode()).hexdigest()[:16]
+
+    def record(self) -> dict[str, str | int]:
+        """As avatar.json stores it: the digest a run compares, and the spec spelt out for people."""
+        return {
+            "digest": self.digest(),
+            "renditions": format_renditions(self.renditions),
+            "formats": ",".join(self.formats),
+            "jpegQuality": self.jpeg_quality,
+            "webpQuality": self.webp_quality,
+        }
+
+
 def _check_bounds(name: str, value: int, bounds: tuple[int, int]) -> None:
     low, high = bounds
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
@@ -218,15 +252,17 @@ class AvatarSpec:
         """The stable avatarUrl's file name: the first rendition in the avatar format."""
         return f"{self.renditions[0].name}.{OUTPUT_FORMATS[AVATAR_FORMAT].extension}"
 
+    @property
+    def rendering(self) -> Rendering:
+        """The part of this spec that changes avatars (the limits only accept or reject uploads)."""
+        return Rendering(self.renditions, self.formats, self.jpeg_quality, self.webp_quality)
+
     def canonical(self) -> str:
         """What decides the renditions' pixels and bytes, as one normalised string.
 
         The limits are left out: they only accept or reject an upload, never change an avatar.
         """
-        return (
-            f"renditions={format_renditions(self.renditions)};formats={','.join(self.formats)};"
-            f"jpeg={self.jpeg_quality};webp={self.webp_quality}"
-        )
+        return self.rendering.canonical()
 
     def environment(self) -> dict[str, str]:
         """This spec as the environment variables that name it: from_environ(s.environment()) == s."""
@@ -241,7 +277,7 @@ class AvatarSpec:
 
     def digest(self) -> str:
         """A short, stable name of canonical(): equal digests make equal avatars from equal code."""
-        return hashlib.sha256(self.canonical().encode()).hexdigest()[:16]
+        return self.rendering.digest()
 
 
 def environment_defaults() -> dict[str, str]:
