@@ -2,9 +2,12 @@
 
 Where the work happens:
 
-  imgpipe backfill                              the running `make dev` stack (this machine)
-  imgpipe backfill --stack-name S               deployed stack S: this machine sends each original to
-                                                its BackfillFunction (your credentials), --workers at once
+  imgpipe backfill                              the running `make dev` stack (--dev: its web page's
+                                                URL, default http://127.0.0.1:8000): this machine
+                                                sends each original to the stack's BackfillFunction
+                                                through its Lambda API, --workers at once
+  imgpipe backfill --stack-name S               deployed stack S: the same, through AWS Lambda with
+                                                your credentials
   imgpipe backfill --aws --stack-name S         deployed stack S: an S3 Batch Operations job does it
 
 Every path sends BackfillFunction the event S3 Batch Operations sends (schema 2.0, one task per
@@ -20,24 +23,34 @@ failures), 1 when a task failed, 2 when a job was not confirmed, 130 when interr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
+import signal
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from types import FrameType
 from typing import Any, TextIO
 
 import boto3
+from botocore.config import Config
 
 from imgpipe import backfill
 from imgpipe.spec import AvatarSpec
 from imgpipe_local import backfill_job
 from imgpipe_local.backfill_job import JobStatus, StackRefs
 from imgpipe_local.backfill_run import FunctionFailed, Invoke, Progress, Runner, Tally, list_originals
+from imgpipe_local.client import DEFAULT_DEV_URL, dev_config
+from imgpipe_local.motoserver import FAKE_ACCESS_KEY, FAKE_SECRET_KEY
 
 DEFAULT_WORKERS = 4
 NAMED_AT_MOST = 50
+# Lambda's longest Timeout (15 min) and a margin: a slow invocation must end by the function's
+# own timeout, never by the client's read timeout, which botocore would retry (a second run).
+INVOKE_READ_TIMEOUT = 960
 log = logging.getLogger("imgpipe_local")
 
 
@@ -45,7 +58,11 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="imgpipe backfill", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--stack-name", help="a deployed stack (default: the running local stack)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--dev", default=DEFAULT_DEV_URL, metavar="WEB_URL", help="the running local stack's web page"
+    )
+    where.add_argument("--stack-name", help="a deployed stack (default: the running local stack)")
     parser.add_argument("--aws", action="store_true", help="run it as an S3 Batch Operations job")
     parser.add_argument("--dry-run", action="store_true", help="change nothing: list (or, with --aws, count)")
     parser.add_argument(
@@ -66,31 +83,76 @@ def main(argv: list[str] | None = None) -> int:
     if args.aws and not args.stack_name:
         raise SystemExit("--aws needs --stack-name")
     if args.stack_name is None:
-        return _local_stack(args)
-    session = boto3.session.Session()
-    refs = StackRefs.from_outputs(
-        backfill_job.stack_outputs(session.client("cloudformation"), args.stack_name)
+        session, endpoints, outputs = _local_stack(args.dev)
+    else:
+        session, endpoints = boto3.session.Session(), {}
+        outputs = backfill_job.stack_outputs(session.client("cloudformation"), args.stack_name)
+    refs = StackRefs.from_outputs(outputs)
+    s3 = session.client("s3", endpoint_url=endpoints.get("s3"))
+    lambda_client = session.client(
+        "lambda", endpoint_url=endpoints.get("lambda"), config=invoke_config(args.workers)
     )
+    spec = deployed_spec(lambda_client, refs.function_name)
     if args.aws:
-        return run_job(
+        return run_job(args, refs, s3=s3, s3control=session.client("s3control"), spec=spec)
+    with stop_on_sigint() as stop:
+        return run_here(
             args,
-            refs,
-            s3=session.client("s3"),
-            s3control=session.client("s3control"),
-            spec=deployed_spec(session.client("lambda"), refs.function_name),
+            s3=s3,
+            bucket=refs.uploads_bucket,
+            invoke=lambda_invoker(lambda_client, refs.function_name),
+            spec=spec,
+            stop=stop,
         )
-    lambda_client = session.client("lambda")
-    return run_here(
-        args,
-        s3=session.client("s3"),
-        bucket=refs.uploads_bucket,
-        invoke=lambda_invoker(lambda_client, refs.function_name),
-        spec=deployed_spec(lambda_client, refs.function_name),
+
+
+def _local_stack(web_url: str) -> tuple[boto3.session.Session, dict[str, str], dict[str, str]]:
+    """A running `make dev` stack, found as `imgpipe token` finds it (its config.json): its moto
+    server for S3, its Lambda API for the functions, its outputs for the names."""
+    config = dev_config(web_url)
+    if "lambdaEndpoint" not in config:
+        raise SystemExit(f"the stack at {web_url} has no Lambda API: restart `make dev` with this version")
+    # moto takes any credentials; explicit ones keep a profile of yours out of it.
+    session = boto3.session.Session(
+        aws_access_key_id=FAKE_ACCESS_KEY, aws_secret_access_key=FAKE_SECRET_KEY, region_name=config["region"]
+    )
+    endpoints = {"s3": config["cognitoEndpoint"], "lambda": config["lambdaEndpoint"]}
+    return session, endpoints, dict(config["outputs"])
+
+
+def invoke_config(workers: int) -> Config:
+    return Config(
+        max_pool_connections=max(10, workers),
+        read_timeout=INVOKE_READ_TIMEOUT,
+        # Throttled invocations (a reserved concurrency below --workers) are retried with backoff.
+        retries={"mode": "standard", "max_attempts": 5},
     )
 
 
-def _local_stack(args: argparse.Namespace) -> int:
-    raise SystemExit("the local stack's backfill lands with its worker processes; use --stack-name for now")
+@contextlib.contextmanager
+def stop_on_sigint() -> Iterator[threading.Event]:
+    """Ctrl-C sets the event instead of raising wherever the main thread is: the run takes no new
+    original, waits for the answers of those in flight and reports. A second Ctrl-C quits at once:
+    the tasks in flight still finish in the function (each avatar is done or untouched), unreported."""
+    stop = threading.Event()
+    previous = signal.getsignal(signal.SIGINT)
+
+    def second(_signum: int, _frame: FrameType | None) -> None:
+        print("\nquit: the avatars in flight finish in the function; run the command again", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)  # the worker threads would be joined at exit, each waiting for its answer
+
+    def first(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+        signal.signal(signal.SIGINT, second)
+        print("\nstopping: waiting for the avatars in flight (Ctrl-C again to quit now)", file=sys.stderr)
+
+    signal.signal(signal.SIGINT, first)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 # ---------------------------------------------------------------- one machine

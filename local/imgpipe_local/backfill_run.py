@@ -174,9 +174,13 @@ class Runner:
                             exhausted = True
                             break
                         pending[pool.submit(self.run_one, key, stop)] = key
+                    if stop.is_set():
+                        # Queued behind the workers, not started: left for the next run.
+                        for future in [f for f in pending if f.cancel()]:
+                            del pending[future]
                     if not pending:
                         break
-                    finished, _ = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+                    finished, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
                     for future in finished:
                         tally.add(pending.pop(future), future.result())
                     if progress is not None:

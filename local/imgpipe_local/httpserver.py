@@ -133,14 +133,18 @@ class _Handler(BaseHTTPRequestHandler):
             except Exception:
                 log.exception("%s %s failed in the local server", request.method, request.path)
                 response = Response.json(500, {"message": "Internal Server Error"})
-        self.send_response(response.status)
-        for key, value in response.headers:
-            self.send_header(key, value)
-        if response.header("Content-Length") is None:
-            self.send_header("Content-Length", str(len(response.body)))
-        self.end_headers()
-        if self.command != "HEAD" and response.status not in (204, 304):
-            self.wfile.write(response.body)
+        try:
+            self.send_response(response.status)
+            for key, value in response.headers:
+                self.send_header(key, value)
+            if response.header("Content-Length") is None:
+                self.send_header("Content-Length", str(len(response.body)))
+            self.end_headers()
+            if self.command != "HEAD" and response.status not in (204, 304):
+                self.wfile.write(response.body)
+        except (BrokenPipeError, ConnectionResetError):
+            # The client left before its answer (a Ctrl-C'd `imgpipe backfill` mid-invocation).
+            log.debug("%s %s: the client closed the connection first", request.method, request.path)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _dispatch
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from imgpipe_local import lambda_api
 from imgpipe_local import template as template_module
 from imgpipe_local.cdn import Cdn
 from imgpipe_local.cfn import ACCOUNT_ID, REGION, STACK_NAME
@@ -71,14 +72,24 @@ class DemoUser:
 
 class WebPage:
     """Static files of web/ plus /config.json, the page's pointer to the stack's endpoints, and
-    /openapi.json, docs/openapi.yaml naming this stack's API as its server."""
+    /openapi.json, docs/openapi.yaml naming this stack's API as its server; and the Lambda API
+    for this machine's programs (imgpipe_local.lambda_api), under its own paths."""
 
-    def __init__(self, folder: Path, config: dict[str, Any], openapi: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        config: dict[str, Any],
+        openapi: dict[str, Any] | None = None,
+        functions: lambda_api.LambdaApi | None = None,
+    ) -> None:
         self.folder = folder.resolve()
         self.config = config
         self.openapi = openapi
+        self.functions = functions
 
     def handle(self, request: Request) -> Response:
+        if self.functions is not None and request.path.startswith(lambda_api.PREFIX):
+            return self.functions.handle(request)
         if request.method not in ("GET", "HEAD"):
             return Response(405, [("Allow", "GET, HEAD")])
         if request.path == "/config.json":
@@ -139,6 +150,7 @@ class LocalStack:
         self.runtime: Runtime | None = None
         self.outputs: dict[str, Any] = {}
         self.web_config: dict[str, Any] = {}
+        self._parameters: dict[str, Any] = {}
         self._moto: MotoServer | None = None
         self._servers: dict[str, LocalServer] = {}
         self._dispatchers: list[Dispatcher] = []
@@ -200,21 +212,14 @@ class LocalStack:
             password,
             pool_name=self.stack_name,
         )
-        parameters = {
+        self._parameters = {
             "UserPoolId": pool.user_pool_id,
             "UserPoolClientId": pool.client_id,
             "JwksUrl": pool.jwks_url,
             "AllowedOrigins": origins,
             "AWS::StackName": self.stack_name,
-            **self.extra_parameters,
         }
-        self.template = template_module.load(
-            self.template_path,
-            parameters,
-            api_url=self.api_url,
-            cdn_url=self.cdn_url,
-            queue_url_base=self.moto_url,
-        )
+        self.template = self._load_template()
         self._triggers = provision(self.template, self.client("s3"), self.client("sqs"), self.region)
         environment = aws_environment(self.moto_url, self.region)
         self.runtime = runtime = Runtime(self.template.functions, environment, latency_ms=self.aws_latency_ms)
@@ -228,6 +233,10 @@ class LocalStack:
             "region": self.region,
             # Local only: the page prefills the demo user's sign-in (never in a deployed config.json).
             "demoUser": {"username": self.demo_user.username, "password": self.demo_user.password},
+            # For this machine's tools (imgpipe backfill): the Lambda API, and the outputs
+            # `aws cloudformation describe-stacks` would give.
+            "lambdaEndpoint": self.web_url,
+            "outputs": self.outputs,
         }
         apis = self.template.apis
         if len(apis) > 1:
@@ -238,7 +247,12 @@ class LocalStack:
             if apis
             else NotFound(),
             "cdn": Cdn(cdn, self.client("s3")) if cdn is not None else NotFound(),
-            "web": WebPage(self.web_dir, self.web_config, self._openapi()),
+            "web": WebPage(
+                self.web_dir,
+                self.web_config,
+                self._openapi(),
+                lambda_api.LambdaApi(self._functions, runtime.invoke),
+            ),
         }
         for name, app in apps.items():
             self._servers[name].start(app)
@@ -257,6 +271,31 @@ class LocalStack:
             dispatcher.start()
             self._dispatchers.append(dispatcher)
         log.info("local stack up in %.1f s", time.perf_counter() - started)
+
+    def update(self, parameters: Mapping[str, Any] | None = None) -> None:
+        """A stack update, data kept: template.yaml read again with these parameter overrides on
+        top of the stack's; every function runs its new definition (environment, handler,
+        Timeout, MemorySize) from its next invocation, on fresh workers, as after `sam deploy`.
+        Buckets, queues, routes and the CDN stay as the stack started."""
+        assert self.runtime is not None, "stack not started"
+        self.extra_parameters.update(parameters or {})
+        self.template = self._load_template()
+        self.outputs.clear()
+        self.outputs.update(self.template.outputs)
+        self.runtime.update(self.template.functions)
+
+    def _load_template(self) -> template_module.LocalTemplate:
+        return template_module.load(
+            self.template_path,
+            {**self._parameters, **self.extra_parameters},
+            api_url=self.api_url,
+            cdn_url=self.cdn_url,
+            queue_url_base=self.moto_url,
+        )
+
+    def _functions(self) -> Mapping[str, template_module.Function]:
+        assert self.template is not None
+        return self.template.functions
 
     def stop(self) -> None:
         for dispatcher in self._dispatchers:

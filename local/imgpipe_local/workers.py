@@ -241,6 +241,7 @@ class FunctionPool:
     ) -> None:
         self.function = function
         self.concurrency = function.reserved_concurrency or DEFAULT_CONCURRENCY
+        self._base_environment = dict(base_environment)
         self._environment = lambda_environment(function, base_environment)
         self._latency_ms, self._output = latency_ms, output
         # Beyond its concurrency Lambda throttles; a local request waits for a worker instead.
@@ -263,14 +264,31 @@ class FunctionPool:
             finally:
                 self._give_back(worker)
 
+    def update(self, function: Function) -> None:
+        """A new definition of the function (a stack update): fresh workers run it from the next
+        invocation; invocations under way finish on the old one. Its concurrency stays."""
+        with self._lock:
+            self.function = function
+            self._environment = lambda_environment(function, self._base_environment)
+            self._folders = (function.code_uri, *function.layers)
+            self._fingerprint = _source_fingerprint(self._folders)
+            idle = self._next_generation()
+        for worker in idle:
+            worker.stop()
+
     def retire(self, latency_ms: float | None = None) -> None:
         """From the next invocation on, fresh workers (with this AWS latency, if given)."""
         with self._lock:
             self._latency_ms = self._latency_ms if latency_ms is None else latency_ms
-            self._generation += 1
-            idle, self._idle = self._idle, []
+            idle = self._next_generation()
         for worker in idle:
             worker.stop()
+
+    def _next_generation(self) -> list[Worker]:
+        """(Under the lock.) Workers started from now on are a new generation; the idle ones go."""
+        self._generation += 1
+        idle, self._idle = self._idle, []
+        return idle
 
     def _take(self) -> Worker:
         if _source_fingerprint(self._folders) != self._fingerprint:
@@ -283,9 +301,10 @@ class FunctionPool:
             self.invocations += 1
             worker = self._idle.pop() if self._idle else None
             generation, latency_ms = self._generation, self._latency_ms
+            function, environment = self.function, self._environment
             self.loads += worker is None
         if worker is None:
-            worker = Worker(self.function, self._environment, latency_ms, self._output)
+            worker = Worker(function, environment, latency_ms, self._output)
             worker.generation = generation
         with self._lock:
             self._busy.add(worker)
@@ -329,6 +348,15 @@ class Runtime:
 
     def invoke(self, logical_id: str, event: Any) -> Any:
         return self.pools[logical_id].invoke(event)
+
+    def update(self, functions: Mapping[str, Function]) -> None:
+        """New definitions of the functions (a stack update), each from its next invocation."""
+        for logical_id, function in functions.items():
+            pool = self.pools.get(logical_id)
+            if pool is None:
+                log.warning("%s is new in the template: restart the local stack to run it", logical_id)
+            else:
+                pool.update(function)
 
     def set_aws_latency(self, ms: float) -> None:
         """Every AWS call of every function waits `ms` first, from each one's next (cold) start."""

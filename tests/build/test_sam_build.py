@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
-import yaml
 
 from imgpipe_local.template import load_yaml
 from tests.conftest import ROOT
@@ -28,22 +28,11 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-class _CfnLoader(yaml.SafeLoader):
-    """Reads CloudFormation short-form tags (!Ref, !Sub...) as plain values; only paths matter here."""
+SOURCE = load_yaml(ROOT / "template.yaml")
+BUILT = load_yaml(BUILD / "template.yaml") if (BUILD / "template.yaml").exists() else {"Resources": {}}
 
 
-_CfnLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
-
-
-def load(path: Path) -> dict:
-    return yaml.load(path.read_text(), Loader=_CfnLoader)
-
-
-SOURCE = load(ROOT / "template.yaml")
-BUILT = load(BUILD / "template.yaml") if (BUILD / "template.yaml").exists() else {"Resources": {}}
-
-
-def resources(template: dict, kind: str) -> dict[str, dict]:
+def resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
     return {name: r for name, r in template["Resources"].items() if r["Type"] == kind}
 
 
@@ -53,7 +42,7 @@ LAYERS = sorted(resources(SOURCE, "AWS::Serverless::LayerVersion"))
 
 def built_dir(name: str) -> Path:
     props = BUILT["Resources"][name]["Properties"]
-    return BUILD / (props.get("CodeUri") or props["ContentUri"])
+    return BUILD / str(props.get("CodeUri") or props["ContentUri"])
 
 
 def elf_machine(path: Path) -> int | None:
@@ -62,8 +51,7 @@ def elf_machine(path: Path) -> int | None:
         header = f.read(20)
     if len(header) < 20 or header[:4] != b"\x7fELF":
         return None
-    byteorder = "little" if header[5] == 1 else "big"
-    return int.from_bytes(header[18:20], byteorder)
+    return int.from_bytes(header[18:20], "little" if header[5] == 1 else "big")
 
 
 def shared_objects(folder: Path) -> list[Path]:
@@ -71,7 +59,7 @@ def shared_objects(folder: Path) -> list[Path]:
 
 
 def requirement_pins(path: Path) -> dict[str, str]:
-    pins = {}
+    pins: dict[str, str] = {}
     for line in path.read_text().splitlines():
         line = line.split("#", 1)[0].strip()
         if "==" in line:
@@ -80,7 +68,7 @@ def requirement_pins(path: Path) -> dict[str, str]:
     return pins
 
 
-def test_every_function_and_layer_of_the_template_was_built():
+def test_every_function_and_layer_of_the_template_was_built() -> None:
     assert set(resources(BUILT, "AWS::Serverless::Function")) == set(FUNCTIONS)
     assert set(resources(BUILT, "AWS::Serverless::LayerVersion")) == set(LAYERS)
     for name in FUNCTIONS + LAYERS:
@@ -88,7 +76,7 @@ def test_every_function_and_layer_of_the_template_was_built():
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
-def test_function_package_holds_its_handler_and_no_vendored_libraries(name):
+def test_function_package_holds_its_handler_and_no_vendored_libraries(name: str) -> None:
     # Given the function's Handler "app.lambda_handler"
     module, _, function = SOURCE["Resources"][name]["Properties"]["Handler"].rpartition(".")
     code = built_dir(name)
@@ -102,27 +90,32 @@ def test_function_package_holds_its_handler_and_no_vendored_libraries(name):
 
 
 @pytest.mark.parametrize("name", LAYERS)
-def test_layer_is_built_for_python313_on_the_architecture_parameter(name: str) -> None:
-    # sam build resolves the metadata's !Ref with the parameters it is given; by default arm64,
-    # which the ELF headers below confirm.
+def test_layer_is_built_by_the_layers_makefile_on_the_architecture_parameter(name: str) -> None:
+    # sam build resolves the metadata's intrinsics with the parameters it is given; by default
+    # arm64, which the ELF headers below confirm. layers/Makefile runs in the folder named after
+    # the architecture (sam passes it none), and its target for this layer is build-<name>.
     metadata = load_yaml(ROOT / "template.yaml")["Resources"][name]["Metadata"]
-    assert metadata["BuildMethod"] == "python3.13"
+    assert metadata["BuildMethod"] == "makefile"
     assert metadata["BuildArchitecture"] == {"Ref": "Architecture"}
+    assert metadata["WorkingDirectory"] == {"Fn::Sub": "layers/platforms/${Architecture}"}
     assert SOURCE["Parameters"]["Architecture"]["Default"] == "arm64"
+    makefile = ROOT / SOURCE["Resources"][name]["Properties"]["ContentUri"] / "Makefile"
+    assert makefile.resolve() == ROOT / "layers" / "Makefile"
+    assert re.search(rf"^build-{name}:", makefile.read_text(), re.M), f"{makefile} has no build-{name} target"
 
 
 @pytest.mark.parametrize("name", LAYERS)
-def test_layer_contents_sit_in_a_single_python_folder(name):
+def test_layer_contents_sit_in_a_single_python_folder(name: str) -> None:
     layer = built_dir(name)
     assert [p.name for p in layer.iterdir()] == ["python"], f"{name}: Lambda adds only python/ to sys.path"
     assert not (layer / "python" / "python").exists(), f"{name}: nested python/ folder"
 
 
 @pytest.mark.parametrize("name", LAYERS)
-def test_layer_ships_the_pinned_versions(name):
+def test_layer_ships_the_pinned_versions(name: str) -> None:
     source = ROOT / SOURCE["Resources"][name]["Properties"]["ContentUri"]
     site = built_dir(name) / "python"
-    shipped = {}
+    shipped: dict[str, str] = {}
     for dist_info in site.glob("*.dist-info"):
         package, _, version = dist_info.name.removesuffix(".dist-info").rpartition("-")
         shipped[package.lower().replace("-", "_")] = version
@@ -133,7 +126,7 @@ def test_layer_ships_the_pinned_versions(name):
 
 
 @pytest.mark.parametrize("name", LAYERS)
-def test_every_binary_in_the_layer_is_aarch64(name):
+def test_every_binary_in_the_layer_is_aarch64(name: str) -> None:
     binaries = shared_objects(built_dir(name))
     machines = {path.relative_to(BUILD): elf_machine(path) for path in binaries}
     x86 = [str(p) for p, m in machines.items() if m == EM_X86_64]
@@ -146,7 +139,7 @@ def test_every_binary_in_the_layer_is_aarch64(name):
     assert all("cpython-313-" in n for n in tagged), f"{name}: extension modules not for CPython 3.13"
 
 
-def test_pillow_layer_has_the_native_codecs_on_aarch64():
+def test_pillow_layer_has_the_native_codecs_on_aarch64() -> None:
     site = built_dir("PillowLayer") / "python"
     for module in ("_imaging", "_webp", "_imagingcms"):
         [ext] = site.glob(f"PIL/{module}.cpython-313-aarch64-linux-gnu.so")
@@ -156,7 +149,7 @@ def test_pillow_layer_has_the_native_codecs_on_aarch64():
     assert {elf_machine(p) for p in bundled} == {EM_AARCH64}
 
 
-def test_shared_layer_has_the_project_package_and_aarch64_crypto():
+def test_shared_layer_has_the_project_package_and_aarch64_crypto() -> None:
     site = built_dir("SharedLayer") / "python"
     assert (site / "imgpipe" / "__init__.py").is_file()
     assert (site / "imgpipe" / "keys.py").is_file()
@@ -165,7 +158,7 @@ def test_shared_layer_has_the_project_package_and_aarch64_crypto():
     assert {elf_machine(p) for p in rust} == {EM_AARCH64}
 
 
-def test_processor_with_its_layers_fits_lambdas_unzipped_limit():
+def test_processor_with_its_layers_fits_lambdas_unzipped_limit() -> None:
     def size(folder: Path) -> int:
         return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
@@ -173,7 +166,7 @@ def test_processor_with_its_layers_fits_lambdas_unzipped_limit():
     assert total < LAMBDA_UNZIPPED_LIMIT, f"{total / 2**20:.0f} MiB unzipped"
 
 
-def test_pillow_layer_libwebp_offers_the_simple_decoder_imaging_calls():
+def test_pillow_layer_libwebp_offers_the_simple_decoder_imaging_calls() -> None:
     # imgpipe.webp_simple calls WebPDecodeRGBAInto in the libwebp that PIL._webp loads. This
     # machine cannot load an aarch64 library, so the ELF says it: one libwebp, AArch64, needed
     # by the plugin, exporting both symbols the module binds.

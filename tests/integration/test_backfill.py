@@ -22,7 +22,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from imgpipe import avatars, backfill, keys
+from imgpipe import avatars, backfill, imaging, keys
 from imgpipe.spec import AvatarSpec
 from imgpipe_local import backfill_cmd
 from imgpipe_local.backfill_job import StackRefs
@@ -117,10 +117,17 @@ class Driven:
 Drive = Callable[..., Driven]
 
 
-@pytest.fixture(params=["one-machine", "batch-operations"])
+DRIVERS = ["one-machine", "batch-operations"]
+
+
+@pytest.fixture(params=DRIVERS)
 def drive(request: pytest.FixtureRequest, aws: Any, fn: ModuleType) -> Drive:
     """Run `imgpipe backfill`'s code path against moto: this machine driving the function, or an
     S3 Batch Operations job (emulated on a real s3control client, see batch_ops.py)."""
+    return driver(request.param, aws, fn)
+
+
+def driver(kind: str, aws: Any, fn: ModuleType) -> Drive:
     spec = AvatarSpec.from_environ()
 
     def one_machine(stop: threading.Event | None = None, **overrides: Any) -> Driven:
@@ -155,7 +162,7 @@ def drive(request: pytest.FixtureRequest, aws: Any, fn: ModuleType) -> Drive:
         driven.service = service  # type: ignore[attr-defined]
         return driven
 
-    return one_machine if request.param == "one-machine" else batch_operations
+    return one_machine if kind == "one-machine" else batch_operations
 
 
 def process(
@@ -191,6 +198,7 @@ def test_avatar_json_records_the_spec_that_made_it_and_its_original(aws: Any, ap
         "formats": "jpeg,webp",
         "jpegQuality": 80,
         "webpQuality": 75,
+        "pipeline": imaging.PIPELINE_VERSION,
     }
 
 
@@ -235,6 +243,36 @@ def test_a_spec_change_rerenders_exactly_the_stale_avatars_and_a_second_run_does
     assert second.counts() == Counter(rerendered=0, current=4, skipped=1, rejected=0, failed=0)
     assert seen == []
     assert assets_snapshot(aws) == snapshot
+
+
+@pytest.mark.parametrize("kind", DRIVERS)
+def test_a_pipeline_version_bump_stales_every_avatar_and_a_pillow_upgrade_none(
+    aws: Any, app: ModuleType, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    # Given avatars made by the processor, and a backfill function on the very same spec
+    for i, user in enumerate(users(3)):
+        process(app, user, image_bytes((60 * i, 20, 90)), f"up-{i}")
+    aws.create_bucket(Bucket=BACKFILL_BUCKET)
+    fn = load_module(ROOT / "functions/backfill_avatars")
+    drive = driver(kind, aws, fn)
+    before = {user: manifest(aws, user)["avatar"] for user in users(3)}
+    assert drive().counts() == Counter(rerendered=0, current=3, skipped=0, rejected=0, failed=0)
+
+    # When only Pillow's version changes, nothing is stale (new uploads just get new versions)
+    monkeypatch.setattr(imaging.PIL, "__version__", "99.0.0")
+    assert drive().counts() == Counter(rerendered=0, current=3, skipped=0, rejected=0, failed=0)
+    assert all(manifest(aws, user)["avatar"] == before[user] for user in users(3))
+
+    # When a code change bumps PIPELINE_VERSION, every avatar is re-rendered, once
+    monkeypatch.setattr(imaging, "PIPELINE_VERSION", "bumped")
+    assert drive().counts() == Counter(rerendered=3, current=0, skipped=0, rejected=0, failed=0)
+    for user in users(3):
+        avatar = manifest(aws, user)["avatar"]
+        assert avatar["spec"] == {**before[user]["spec"], "pipeline": "bumped"}
+        assert avatar["version"] != before[user]["version"]
+        assert stable_matches(aws, avatar["version"], user)
+    assert drive().counts() == Counter(rerendered=0, current=3, skipped=0, rejected=0, failed=0)
+    assert fn.CONFIG.made_by.pipeline == "bumped"
 
 
 def test_a_dry_run_changes_nothing(aws: Any, app: ModuleType, fn: ModuleType, drive: Drive) -> None:
@@ -522,7 +560,8 @@ def test_check_mode_and_schema_1_events(aws: Any, app: ModuleType, fn: ModuleTyp
     old_digest = app.CONFIG.rendering.digest()
     check = with_task(load_event("backfill_batch_task_check"), UPLOADS, keys.upload_key(user))
     assert (
-        fn.lambda_handler(check, FakeLambdaContext())["results"][0]["resultString"] == f"stale {old_digest}"
+        fn.lambda_handler(check, FakeLambdaContext())["results"][0]["resultString"]
+        == f"stale {old_digest} pipeline {imaging.PIPELINE_VERSION}"
     )
     assert manifest(aws, user)["avatar"]["spec"]["digest"] == old_digest
 

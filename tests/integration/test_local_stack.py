@@ -133,6 +133,8 @@ def test_the_web_server_serves_config_json(stack: LocalStack) -> None:
         "clientId": stack.web_config["clientId"],
         "region": "us-east-1",
         "demoUser": {"username": stack.demo_user.username, "password": stack.demo_user.password},
+        "lambdaEndpoint": stack.web_url,
+        "outputs": stack.outputs,
     }
 
 

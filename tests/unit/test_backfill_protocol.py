@@ -8,12 +8,14 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ParamValidationError
 
-from imgpipe import avatar_doc, avatars, backfill
+from imgpipe import avatar_doc, avatars, backfill, imaging
+from imgpipe.avatar_doc import MadeBy
 from imgpipe.backfill import Answer, Task
 from imgpipe.spec import AvatarSpec
 from imgpipe_local import backfill_job
 
 DIGEST = AvatarSpec().digest()
+NOW = MadeBy(DIGEST, "2")
 
 
 def doc(**overrides: Any) -> dict[str, Any]:
@@ -21,10 +23,20 @@ def doc(**overrides: Any) -> dict[str, Any]:
         "schema": 1,
         "user": "u1",
         "latest": {"uploadId": "up-2", "state": "ready", "originalVersionId": "v2"},
-        "avatar": {"version": "abc", "spec": {"digest": "0ld0ld0ld0ld0ld0"}, "originalVersionId": "v2"},
+        "avatar": {
+            "version": "abc",
+            "spec": {"digest": "0ld0ld0ld0ld0ld0", "pipeline": "2"},
+            "originalVersionId": "v2",
+        },
         "sequencer": "0A",
     }
     return {**base, **overrides}
+
+
+def made(digest: str, pipeline: str | None) -> dict[str, Any]:
+    """A document whose avatar records this spec digest and pipeline revision (None: no pipeline)."""
+    spec = {"digest": digest} if pipeline is None else {"digest": digest, "pipeline": pipeline}
+    return doc(avatar={"version": "abc", "spec": spec, "originalVersionId": "v2"})
 
 
 def test_the_spec_record_names_what_changes_pixels_and_nothing_else() -> None:
@@ -41,14 +53,14 @@ def test_the_spec_record_names_what_changes_pixels_and_nothing_else() -> None:
 
 
 def test_a_stale_avatar_is_rerendered_from_its_own_original_under_the_documents_sequencer() -> None:
-    plan = avatar_doc.rerender_plan(doc(), DIGEST)
+    plan = avatar_doc.rerender_plan(doc(), NOW)
     assert (plan.skip, plan.source_version, plan.sequencer, plan.guard_version) == (None, "v2", "0A", "v2")
-    assert plan.recorded_spec == "0ld0ld0ld0ld0ld0"
+    assert plan.recorded == MadeBy("0ld0ld0ld0ld0ld0", "2")
 
 
 def test_an_avatar_behind_a_rejected_upload_keeps_its_source_and_guards_on_the_latest() -> None:
     behind = doc(latest={"uploadId": "up-3", "state": "rejected", "originalVersionId": "v3"}, sequencer="0B")
-    plan = avatar_doc.rerender_plan(behind, DIGEST)
+    plan = avatar_doc.rerender_plan(behind, NOW)
     assert (plan.source_version, plan.sequencer, plan.guard_version) == ("v2", "0B", "v3")
 
 
@@ -57,8 +69,8 @@ def test_an_avatar_behind_a_rejected_upload_keeps_its_source_and_guards_on_the_l
     [
         (None, "no_avatar"),
         (doc(avatar=None), "no_avatar"),
-        (doc(avatar={"version": "abc", "spec": {"digest": DIGEST}, "originalVersionId": "v2"}), "current"),
-        (doc(rerender={"spec": DIGEST, "state": "rejected", "reason": "too_many_pixels"}), "rejected"),
+        (made(DIGEST, "2"), "current"),
+        (doc(rerender={"spec": DIGEST, "pipeline": "2", "state": "rejected", "reason": "x"}), "rejected"),
         # Written before avatars named their original, behind a rejected upload: unknown source.
         (
             doc(avatar={"version": "abc"}, latest={"state": "rejected", "originalVersionId": "v3"}),
@@ -67,28 +79,51 @@ def test_an_avatar_behind_a_rejected_upload_keeps_its_source_and_guards_on_the_l
     ],
 )
 def test_what_a_backfill_leaves_alone(document: dict[str, Any] | None, skip: str) -> None:
-    assert avatar_doc.rerender_plan(document, DIGEST).skip == skip
+    assert avatar_doc.rerender_plan(document, NOW).skip == skip
 
 
-def test_a_refusal_noted_for_another_spec_does_not_stop_this_one() -> None:
-    noted = doc(rerender={"spec": "another-spec-dig", "state": "rejected"})
-    assert avatar_doc.rerender_plan(noted, DIGEST).skip is None
+@pytest.mark.parametrize(
+    "document",
+    [
+        made(DIGEST, "1"),  # a deliberate PIPELINE_VERSION bump since
+        made(DIGEST, None),  # recorded before avatar.json named the pipeline: unknown, so stale
+        made("another-spec-dig", "2"),
+    ],
+    ids=["older-pipeline", "no-pipeline", "other-spec"],
+)
+def test_an_avatar_made_by_another_spec_or_pipeline_is_stale(document: dict[str, Any]) -> None:
+    plan = avatar_doc.rerender_plan(document, NOW)
+    assert (plan.skip, plan.source_version) == (None, "v2")
+
+
+def test_a_refusal_noted_for_another_spec_or_pipeline_does_not_stop_this_one() -> None:
+    for spec, pipeline in (("another-spec-dig", "2"), (DIGEST, "1"), (DIGEST, None)):
+        noted = doc(rerender={"spec": spec, "pipeline": pipeline, "state": "rejected"})
+        assert avatar_doc.rerender_plan(noted, NOW).skip is None
 
 
 def test_a_document_from_before_the_spec_was_recorded_is_stale_and_its_source_is_the_latest() -> None:
-    plan = avatar_doc.rerender_plan(doc(avatar={"version": "abc"}), DIGEST)
-    assert (plan.skip, plan.source_version, plan.recorded_spec) == (None, "v2", None)
+    plan = avatar_doc.rerender_plan(doc(avatar={"version": "abc"}), NOW)
+    assert (plan.skip, plan.source_version, plan.recorded) == (None, "v2", None)
+
+
+def test_what_made_an_avatar_is_this_spec_and_this_code_s_pipeline_not_pillow() -> None:
+    cfg = avatars.config_from_spec(uploads_bucket="u", assets_bucket="a", spec=AvatarSpec())
+    assert cfg.made_by == MadeBy(DIGEST, imaging.PIPELINE_VERSION)
+    assert cfg.spec_record() == {**AvatarSpec().rendering.record(), "pipeline": imaging.PIPELINE_VERSION}
+    assert f"pipeline={imaging.PIPELINE_VERSION};pillow=" in cfg.options.fingerprint()
 
 
 def test_a_rerender_replaces_only_the_avatar_and_drops_an_old_refusal() -> None:
     current = doc(rerender={"spec": "x", "state": "rejected"})
     new = avatar_doc.rerendered_doc(current, {"version": "new"})
     assert new == {**doc(), "avatar": {"version": "new"}}
-    refused = avatar_doc.rerender_rejected_doc(doc(), spec_digest=DIGEST, reason="r", message="m", at="t")
+    refused = avatar_doc.rerender_rejected_doc(doc(), made_by=NOW, reason="r", message="m", at="t")
     assert refused["avatar"] == doc()["avatar"]
     assert refused["latest"] == doc()["latest"]
     assert refused["rerender"] == {
         "spec": DIGEST,
+        "pipeline": "2",
         "state": "rejected",
         "reason": "r",
         "message": "m",

@@ -465,7 +465,8 @@ def test_function_runtime_logging_and_environment(function):
     assert props["Runtime"] == "python3.13"
     assert resolved(props["Architectures"]) == ["arm64"]
     # The authorizer imports no X-Ray SDK (cold start), so its tracing is off (as is its X-Ray permission).
-    assert props.get("TracingConfig") == (None if function == "AuthorizerFunction" else {"Mode": "Active"})
+    traced = None if function == "AuthorizerFunction" else {"Mode": "Active"}
+    assert resolved(props.get("TracingConfig")) == traced
     assert props["LoggingConfig"]["LogFormat"] == "JSON"
     log_group = RES[props["LoggingConfig"]["LogGroup"]["Ref"]]
     assert int(resolved(log_group["Properties"]["RetentionInDays"])) > 0
@@ -590,8 +591,31 @@ def test_layers_declare_and_are_built_for_the_functions_architecture(architectur
         if layer["Type"] == "AWS::Serverless::LayerVersion":
             # sam build resolves the metadata with the same parameters (tests/build checks the ELF).
             assert layer["Metadata"]["BuildArchitecture"] == {"Ref": "Architecture"}, name
+            # sam passes layers/Makefile no architecture: it runs in a folder named after it, whose
+            # platform.mk picks the wheels (tests/build builds both and reads their ELF headers).
+            platform = ROOT / resolver.resolve(layer["Metadata"]["WorkingDirectory"]) / "platform.mk"
+            wheel_arch = {"arm64": "aarch64", "x86_64": "x86_64"}[architecture]
+            assert re.search(rf"^WHEEL_ARCH := {wheel_arch}$", platform.read_text(), re.M), name
     for function in FUNCTIONS:
         assert resolver.resolve(cfn["Resources"][function]["Properties"]["Architectures"]) == [architecture]
+
+
+@pytest.mark.parametrize("tracing", ["Active", "Disabled"])
+def test_tracing_is_one_parameter_for_lambda_iam_and_powertools(tracing: str) -> None:
+    cfn, resolver = _build({"Tracing": tracing})
+    for function in FUNCTIONS:
+        props = cfn["Resources"][function]["Properties"]
+        role = cfn["Resources"][props["Role"]["Fn::GetAtt"][0]]["Properties"]
+        traced = tracing == "Active" and function != "AuthorizerFunction"
+        # Lambda traces the function, and may send X-Ray its segments, exactly when it is traced,
+        mode = resolver.resolve(props.get("TracingConfig"))
+        assert mode == ({"Mode": "Active"} if traced else None), function
+        xray = [arn for arn in role.get("ManagedPolicyArns", []) if "Xray" in str(arn)]
+        assert bool(xray) == traced, function
+        # and Powertools, which traces in Lambda unless told not to, is told when it is not.
+        environment = resolver.resolve(props["Environment"]["Variables"])
+        told = environment.get("POWERTOOLS_TRACE_DISABLED")
+        assert told == (None if tracing == "Active" else "true"), function
 
 
 def test_api_functions_time_out_before_the_http_api_gives_up_on_them() -> None:

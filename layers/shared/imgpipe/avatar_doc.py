@@ -196,13 +196,21 @@ def rerendered_doc(current: Doc, avatar: dict[str, Any]) -> Doc:
     return doc
 
 
-def rerender_rejected_doc(current: Doc, *, spec_digest: str, reason: str, message: str, at: str) -> Doc:
-    """`current` with a note that re-rendering its avatar with spec `spec_digest` was refused.
+def rerender_rejected_doc(current: Doc, *, made_by: MadeBy, reason: str, message: str, at: str) -> Doc:
+    """`current` with a note that re-rendering its avatar as `made_by` says was refused.
 
     The avatar shown and the upload's status stay as they were (the upload was accepted when it
-    was made); the note is what tells the next backfill run not to decode it again for this spec.
+    was made); the note is what tells the next backfill run not to decode it again for this spec
+    and pipeline.
     """
-    rerender = {"spec": spec_digest, "state": "rejected", "reason": reason, "message": message, "at": at}
+    rerender = {
+        "spec": made_by.spec,
+        "pipeline": made_by.pipeline,
+        "state": "rejected",
+        "reason": reason,
+        "message": message,
+        "at": at,
+    }
     return {**current, "rerender": rerender}
 
 
@@ -210,14 +218,25 @@ def rerender_rejected_doc(current: Doc, *, spec_digest: str, reason: str, messag
 
 
 @dataclass(frozen=True)
+class MadeBy:
+    """What makes an avatar what it is, as avatar.json records it (`avatar.spec`): the spec's
+    digest (renditions, formats, qualities) and the renderer's output revision
+    (`imaging.PIPELINE_VERSION`). An avatar that either differs from is stale. Pillow's version
+    is not part of it: an upgrade changes new avatars' bytes, never what a stored one should be."""
+
+    spec: str
+    pipeline: str
+
+
+@dataclass(frozen=True)
 class RerenderPlan:
     """What a backfill does with one user's avatar.json.
 
-    `skip` is why nothing is rendered (None: re-render). `current`: made by this spec already;
-    `no_avatar`: nothing shown (never processed, only rejected uploads, or erased);
+    `skip` is why nothing is rendered (None: re-render). `current`: made by this spec and
+    pipeline already; `no_avatar`: nothing shown (never processed, only rejected uploads, or erased);
     `source_unknown`: a document written before avatars recorded their original, whose latest
     upload was rejected, so which original made the avatar is unknown; `rejected`: re-rendering
-    it with this spec was refused before (`rejected` holds that note).
+    it with this spec and pipeline was refused before (`rejected` holds that note).
     To re-render: read `source_version` of the original, apply under `sequencer` (the document's
     own, so the re-render can never pass a newer upload), and take the disappearance of
     `guard_version` (the latest upload's original, which lifecycle rules never expire while it
@@ -228,22 +247,25 @@ class RerenderPlan:
     source_version: str | None = None
     sequencer: str = ""
     guard_version: str | None = None
-    recorded_spec: str | None = None
+    recorded: MadeBy | None = None
     rejected: Mapping[str, Any] | None = None
 
 
-def rerender_plan(doc: Doc | None, spec_digest: str) -> RerenderPlan:
-    """Whether the avatar `doc` shows was made by the spec named `spec_digest`, and if not, what to
-    re-render. Reads nothing but the document."""
+def rerender_plan(doc: Doc | None, made_by: MadeBy) -> RerenderPlan:
+    """Whether the avatar `doc` shows was made as `made_by` says (spec and pipeline), and if not,
+    what to re-render. Reads nothing but the document. An avatar recorded without a pipeline (or
+    without a spec) is stale: nothing says what made it."""
     avatar = (doc or {}).get("avatar")
     if doc is None or not avatar:
         return RerenderPlan("no_avatar")
-    recorded = (avatar.get("spec") or {}).get("digest")
-    if recorded == spec_digest:
-        return RerenderPlan("current", recorded_spec=recorded)
+    spec = avatar.get("spec") or {}
+    recorded = MadeBy(spec["digest"], str(spec.get("pipeline"))) if spec.get("digest") else None
+    if recorded == made_by:
+        return RerenderPlan("current", recorded=recorded)
     note = doc.get("rerender") or {}
-    if note.get("spec") == spec_digest and note.get("state") == "rejected":
-        return RerenderPlan("rejected", recorded_spec=recorded, rejected=note)
+    noted = MadeBy(str(note.get("spec")), str(note.get("pipeline")))
+    if noted == made_by and note.get("state") == "rejected":
+        return RerenderPlan("rejected", recorded=recorded, rejected=note)
     latest = doc.get("latest") or {}
     if "originalVersionId" in avatar:
         source = avatar["originalVersionId"]
@@ -251,13 +273,13 @@ def rerender_plan(doc: Doc | None, spec_digest: str) -> RerenderPlan:
         # Written before avatars named their original: a ready document's avatar is its latest upload's.
         source = latest.get("originalVersionId")
     else:
-        return RerenderPlan("source_unknown", recorded_spec=recorded)
+        return RerenderPlan("source_unknown", recorded=recorded)
     return RerenderPlan(
         None,
         source_version=source,
         sequencer=str(doc.get("sequencer") or ""),
         guard_version=latest.get("originalVersionId") or source,
-        recorded_spec=recorded,
+        recorded=recorded,
     )
 
 

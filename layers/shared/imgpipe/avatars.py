@@ -107,6 +107,15 @@ class Config:
         o = self.options
         return Rendering(o.renditions, o.formats, o.jpeg_quality, o.webp_quality)
 
+    @property
+    def made_by(self) -> avatar_doc.MadeBy:
+        """What an avatar rendered now is made by: this spec and this code's pipeline revision."""
+        return avatar_doc.MadeBy(self.rendering.digest(), imaging.PIPELINE_VERSION)
+
+    def spec_record(self) -> dict[str, str | int]:
+        """avatar.json's `avatar.spec`: the spec spelt out and its digest, and the pipeline revision."""
+        return {**self.rendering.record(), "pipeline": imaging.PIPELINE_VERSION}
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -194,19 +203,20 @@ def check_avatar(s3: S3Client, cfg: Config, user: str) -> RerenderPlan:
     # One request on this thread: the executor never starts one of its own.
     with ThreadPoolExecutor(1) as pool:
         manifest = _store(s3, cfg, pool).read_manifest(user)
-    return avatar_doc.rerender_plan(manifest.doc if manifest else None, cfg.rendering.digest())
+    return avatar_doc.rerender_plan(manifest.doc if manifest else None, cfg.made_by)
 
 
 def rerender_avatar(s3: S3Client, cfg: Config, user: str) -> Outcome:
     """Bring `user`'s avatar to `cfg`'s spec: the backfill's unit.
 
-    Reads avatar.json; an avatar already made by this spec (or whose re-render with it was
-    refused before) is left alone. Otherwise the original it was made from is re-rendered
-    through `apply_upload(rerender=True)` under the document's own sequencer: the processor's
-    core and ordering rule, so a newer upload committed meanwhile is never overwritten (its
-    sequencer is greater; the conditional commit re-reads and gives up), a repeat is harmless,
-    and the stable copies are settled as after any upload. A refusal is recorded in avatar.json
-    (`rerender`), the avatar shown stays, and no later run decodes it again for this spec.
+    Reads avatar.json; an avatar already made by this spec and pipeline revision (or whose
+    re-render with them was refused before) is left alone. Otherwise the original it was made
+    from is re-rendered through `apply_upload(rerender=True)` under the document's own
+    sequencer: the processor's core and ordering rule, so a newer upload committed meanwhile is
+    never overwritten (its sequencer is greater; the conditional commit re-reads and gives up),
+    a repeat is harmless, and the stable copies are settled as after any upload. A refusal is
+    recorded in avatar.json (`rerender`), the avatar shown stays, and no later run decodes it
+    again for this spec and pipeline.
     """
     plan = check_avatar(s3, cfg, user)
     if plan.skip == "rejected":
@@ -322,7 +332,7 @@ class _Run:
 
     def is_current(self, doc: Doc | None) -> bool:
         """Whether `doc`'s avatar is already made by this run's spec (another run re-rendered it)."""
-        return avatar_doc.rerender_plan(doc, self.cfg.rendering.digest()).skip == "current"
+        return avatar_doc.rerender_plan(doc, self.cfg.made_by).skip == "current"
 
     def is_replay(self, doc: Doc | None) -> bool:
         return avatar_doc.is_replay(doc, upload_id=self.upload_id, original_version=self.upload.version_id)
@@ -336,7 +346,7 @@ class _Run:
         self.written.update((write.key, etag) for write, etag in zip(writes, etags, strict=True))
         wait_all(listed_f)
         avatar = avatar_doc.avatar_section(
-            user, result, spec=self.cfg.rendering.record(), original_version=self.upload.version_id
+            user, result, spec=self.cfg.spec_record(), original_version=self.upload.version_id
         )
 
         def ready(current: Doc | None) -> Doc:
@@ -432,12 +442,12 @@ class _Run:
         the avatar shown and the upload's status stay, the original is not tagged (it was not
         refused as an upload); avatar.json notes the refusal so later runs do not decode it again."""
         logger.warning("re-render rejected", extra=self.log(reason=reason, detail=message))
-        digest = self.cfg.rendering.digest()
+        made_by = self.cfg.made_by
 
         def noted(current: Doc | None) -> Doc:
             assert current is not None  # skip_reason stops a re-render without a document
             return avatar_doc.rerender_rejected_doc(
-                current, spec_digest=digest, reason=reason, message=message, at=avatar_doc.utc_now()
+                current, made_by=made_by, reason=reason, message=message, at=avatar_doc.utc_now()
             )
 
         committed = self.commit(manifest, noted)

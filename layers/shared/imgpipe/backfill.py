@@ -18,7 +18,7 @@ outcome back from its first word:
     rerendered <version>              Succeeded
     current                           Succeeded: already made by this spec
     skipped <reason>                  Succeeded: nothing to do (no_avatar, superseded, gone, ...)
-    stale <recorded spec|none>        Succeeded, mode=check only: would be re-rendered
+    stale <spec> pipeline <n> | none  Succeeded, mode=check only: would be re-rendered (what made it)
     rejected <code>: <message>        PermanentFailure: this spec cannot render the original
     failed <reason>: <message>        TemporaryFailure (retry may help) or PermanentFailure
 """
@@ -161,7 +161,9 @@ def run_task(
 def _check(s3: S3Client, cfg: avatars.Config, user: str) -> Answer:
     plan = avatars.check_avatar(s3, cfg, user)
     if plan.skip is None:
-        return Answer("Succeeded", "stale", plan.recorded_spec or "none")
+        recorded = plan.recorded
+        made = f"{recorded.spec} pipeline {recorded.pipeline}" if recorded else "none"
+        return Answer("Succeeded", "stale", made)
     if plan.skip == "current":
         return Answer("Succeeded", "current")
     if plan.skip == "rejected":

@@ -62,7 +62,11 @@ from PIL import ExifTags, Image, ImageCms, features
 from imgpipe import bounded, spec, structure, webp_simple
 from imgpipe.spec import Rendition, parse_renditions
 
-# Bump when a code change alters output pixels/bytes, so versions (and immutable URLs) change.
+# The renderer's output revision. Bump it for a change users should get in the avatars already
+# stored (orientation, colour, crop, encoding they can see): new renders get new versions (and
+# immutable URLs), and avatar.json's `spec.pipeline` makes every stored avatar stale for
+# `imgpipe backfill`, which re-renders them. Byte-level changes nobody sees need no bump: a Pillow
+# upgrade or a faster path gives new uploads new versions (the fingerprint) and stales nothing.
 PIPELINE_VERSION = "2"
 
 # The spec (renditions, formats, their defaults) lives in imgpipe.spec, Pillow-free.

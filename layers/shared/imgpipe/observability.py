@@ -4,8 +4,8 @@
   e.g. `imgpipe.avatars`) writing through it, so their lines carry the same JSON shape, cold
   start flag and request id as the handler's, and name the module that logged them.
 - `tracer()`: Powertools' Tracer when tracing is on, else a stand-in whose decorators do nothing.
-  Tracer imports the X-Ray SDK even when disabled: ~40 ms CPU of a cold import with .pyc and ~75 ms
-  without (as sam build ships layers); ~20/55 ms where boto3 is loaded anyway (bench/README.md).
+  Tracer imports the X-Ray SDK even when disabled: ~40 ms CPU of a cold import (~20 ms where boto3
+  is loaded anyway), ~75/55 ms without .pyc; the template's `Tracing` parameter turns it off.
 """
 
 from __future__ import annotations
