@@ -96,7 +96,11 @@ Edit functions/ or layers/ and the next request runs the new code. Ctrl-C to sto
 """,
             flush=True,
         )
-        stopping.wait()
+        # A bounded wait, again and again: Python runs signal handlers only in the main thread and
+        # only between bytecodes, and an untimed wait never returns when the kernel hands SIGINT to
+        # one of the servers' threads instead (seen under load: Ctrl-C did nothing).
+        while not stopping.wait(0.2):
+            pass
         print("stopping…", flush=True)
     finally:
         stack.stop()
