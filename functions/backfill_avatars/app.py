@@ -6,7 +6,6 @@ core and ordering rule (imgpipe.avatars.rerender_avatar); imgpipe.backfill speak
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -16,22 +15,9 @@ from aws_lambda_powertools.utilities.data_classes import S3BatchOperationEvent, 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
-from imgpipe import avatar_store, avatars, backfill, observability, settings
-from imgpipe.settings import env
-from imgpipe.spec import AvatarSpec
+from imgpipe import avatar_store, avatars, backfill, observability
 
-
-@dataclass(frozen=True)
-class Settings:
-    uploads_bucket: str = env("UPLOADS_BUCKET")
-    assets_bucket: str = env("ASSETS_BUCKET")
-
-
-SETTINGS = settings.load(Settings)
-SPEC = AvatarSpec.from_environ()
-CONFIG = avatars.config_from_spec(
-    uploads_bucket=SETTINGS.uploads_bucket, assets_bucket=SETTINGS.assets_bucket, spec=SPEC
-)
+CONFIG = avatars.config_from_environment()
 logger = observability.logger()
 tracer = observability.tracer()
 metrics = Metrics()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -14,22 +14,9 @@ from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
-from imgpipe import avatar_store, avatars, observability, settings
-from imgpipe.settings import env
-from imgpipe.spec import AvatarSpec
+from imgpipe import avatar_store, avatars, observability
 
-
-@dataclass(frozen=True)
-class Settings:
-    uploads_bucket: str = env("UPLOADS_BUCKET")
-    assets_bucket: str = env("ASSETS_BUCKET")
-
-
-SETTINGS = settings.load(Settings)
-SPEC = AvatarSpec.from_environ()
-CONFIG = avatars.config_from_spec(
-    uploads_bucket=SETTINGS.uploads_bucket, assets_bucket=SETTINGS.assets_bucket, spec=SPEC
-)
+CONFIG = avatars.config_from_environment()
 logger = observability.logger()
 tracer = observability.tracer()
 metrics = Metrics()

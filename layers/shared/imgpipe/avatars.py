@@ -75,10 +75,10 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, Literal
 
-from imgpipe import avatar_doc, imaging, keys
+from imgpipe import avatar_doc, imaging, keys, settings
 from imgpipe.avatar_doc import Doc, RerenderPlan, SkipReason
 from imgpipe.avatar_store import PARALLEL_REQUESTS, AvatarStore, Manifest, OriginalRef, S3Client, wait_all
-from imgpipe.settings import SettingsError
+from imgpipe.settings import SettingsError, env
 from imgpipe.spec import AvatarSpec, Rendering
 
 logger = logging.getLogger(__name__)
@@ -169,6 +169,23 @@ def config_from_spec(*, uploads_bucket: str, assets_bucket: str, spec: AvatarSpe
     except ValueError as error:
         raise SettingsError(f"processor settings are invalid: {error}") from None
     return Config(uploads_bucket=uploads_bucket, assets_bucket=assets_bucket, options=options)
+
+
+@dataclass(frozen=True)
+class _Buckets:
+    uploads_bucket: str = env("UPLOADS_BUCKET")
+    assets_bucket: str = env("ASSETS_BUCKET")
+
+
+def config_from_environment() -> Config:
+    """The configuration of a function that renders (the processor, the backfill), read at cold
+    start from the variables the template gives both: the buckets and the spec."""
+    buckets = settings.load(_Buckets)
+    return config_from_spec(
+        uploads_bucket=buckets.uploads_bucket,
+        assets_bucket=buckets.assets_bucket,
+        spec=AvatarSpec.from_environ(),
+    )
 
 
 def handle_upload(
@@ -423,17 +440,7 @@ class _Run:
                 original_version=self.upload.version_id,
             )
 
-        committed = self.commit(manifest, rejected)
-        if not isinstance(committed, _Committed):
-            if committed == "gone":
-                self.take_back()
-            return self.skipped(committed, bytes_in=bytes_in)
-        if not self.store.original_exists(self.guard):
-            self.take_back()
-            return self.skipped("gone", bytes_in=bytes_in)
-        return Outcome(
-            "rejected", reason, user=self.user, upload_id=self.upload_id, message=message, bytes_in=bytes_in
-        )
+        return self.commit_rejection(manifest, rejected, reason, message, bytes_in=bytes_in)
 
     def reject_rerender(
         self, manifest: Manifest | None, reason: str, message: str, *, bytes_in: int = 0
@@ -450,7 +457,19 @@ class _Run:
                 current, made_by=made_by, reason=reason, message=message, at=avatar_doc.utc_now()
             )
 
-        committed = self.commit(manifest, noted)
+        return self.commit_rejection(manifest, noted, reason, message, bytes_in=bytes_in)
+
+    def commit_rejection(
+        self,
+        manifest: Manifest | None,
+        build: Callable[[Doc | None], Doc],
+        reason: str,
+        message: str,
+        *,
+        bytes_in: int,
+    ) -> Outcome:
+        """Commit a refusal's document, then make sure no erase ran meanwhile (else take it back)."""
+        committed = self.commit(manifest, build)
         if not isinstance(committed, _Committed):
             if committed == "gone":
                 self.take_back()
