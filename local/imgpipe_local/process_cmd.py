@@ -32,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="imgpipe process", description=__doc__.splitlines()[0])
     parser.add_argument("files", nargs="+", type=Path, metavar="FILE")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR")
-    parser.add_argument("--renditions", default=imaging.DEFAULT_RENDITIONS_SPEC, metavar="SPEC")
+    parser.add_argument("--renditions", default=spec.DEFAULT_RENDITIONS, metavar="SPEC")
     parser.add_argument("--formats", default=",".join(defaults.formats), metavar="LIST")
     parser.add_argument("--quality", type=int, metavar="N", help="quality for every output format (1-100)")
     parser.add_argument("--max-bytes", type=int, default=defaults.max_bytes)

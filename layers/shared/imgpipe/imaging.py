@@ -69,9 +69,6 @@ from imgpipe.spec import Rendition, parse_renditions
 # upgrade or a faster path gives new uploads new versions (the fingerprint) and stales nothing.
 PIPELINE_VERSION = "2"
 
-# The spec (renditions, formats, their defaults) lives in imgpipe.spec, Pillow-free.
-DEFAULT_RENDITIONS_SPEC = spec.DEFAULT_RENDITIONS
-
 AVIF_AVAILABLE = features.check("avif")
 
 
