@@ -4,7 +4,32 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from botocore.awsrequest import AWSResponse
+
+# Set by a developer's shell or CI, they would send moto-backed boto3 calls elsewhere.
+_HOST_AWS_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE")
+
+
+def use_test_aws(monkeypatch: pytest.MonkeyPatch, **variables: str) -> None:
+    """boto3 with moto's test credentials in us-east-1 and nothing from the host, plus `variables`."""
+    for name in _HOST_AWS_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    fixed = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+    }
+    for name, value in {**fixed, **variables}.items():
+        monkeypatch.setenv(name, value)
+
+
+def create_avatar_buckets(s3: Any, uploads: str, assets: str) -> None:
+    """The stack's two buckets as the template declares them: uploads versioned, assets not."""
+    s3.create_bucket(Bucket=uploads)
+    s3.put_bucket_versioning(Bucket=uploads, VersioningConfiguration={"Status": "Enabled"})
+    s3.create_bucket(Bucket=assets)
 
 
 def create_distribution(cloudfront: Any, origin_bucket: str, reference: str = "imgpipe-test") -> str:

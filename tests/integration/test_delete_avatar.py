@@ -12,7 +12,7 @@ from moto import mock_aws
 
 from imgpipe import invalidation
 from imgpipe_local.handlers import Handler, load_handler
-from tests.aws_support import create_distribution
+from tests.aws_support import create_avatar_buckets, create_distribution, use_test_aws
 from tests.conftest import FUNCTIONS, load_event
 from tests.openapi_support import check_function_answer
 
@@ -27,31 +27,19 @@ pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publis
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_REGION": "us-east-1",
-        "UPLOADS_BUCKET": UPLOADS,
-        "ASSETS_BUCKET": ASSETS,
-        "POWERTOOLS_SERVICE_NAME": "imgpipe",
-        "POWERTOOLS_METRICS_NAMESPACE": "imgpipe",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-    }.items():
-        monkeypatch.setenv(name, value)
-    for name in (
-        "AWS_ENDPOINT_URL",
-        "AWS_ENDPOINT_URL_S3",
-        "AWS_PROFILE",
-        "DISTRIBUTION_ID",
-        "INVALIDATION_QUEUE_URL",
-    ):
+    use_test_aws(
+        monkeypatch,
+        UPLOADS_BUCKET=UPLOADS,
+        ASSETS_BUCKET=ASSETS,
+        POWERTOOLS_SERVICE_NAME="imgpipe",
+        POWERTOOLS_METRICS_NAMESPACE="imgpipe",
+        POWERTOOLS_TRACE_DISABLED="true",
+    )
+    for name in ("DISTRIBUTION_ID", "INVALIDATION_QUEUE_URL"):
         monkeypatch.delenv(name, raising=False)
     with mock_aws():
         s3 = boto3.client("s3")
-        s3.create_bucket(Bucket=UPLOADS)
-        s3.put_bucket_versioning(Bucket=UPLOADS, VersioningConfiguration={"Status": "Enabled"})
-        s3.create_bucket(Bucket=ASSETS)
+        create_avatar_buckets(s3, UPLOADS, ASSETS)
         cloudfront = boto3.client("cloudfront")
         distribution_id = create_distribution(cloudfront, ASSETS)
         sqs = boto3.client("sqs")

@@ -21,6 +21,7 @@ from PIL import Image
 from imgpipe import avatars, keys
 from imgpipe.settings import SettingsError
 from imgpipe_local.handlers import load_module
+from tests.aws_support import create_avatar_buckets, use_test_aws
 from tests.conftest import ROOT, load_event
 
 UPLOADS = "imgpipe-uploads-123456789012"
@@ -37,26 +38,22 @@ SEQ = ["0066A4E39C2F8B1D27", "0066A4E39C2F8B1D28", "0066A4E39C2F8B1D29", "0066A4
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "imgpipe")
-    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "imgpipe")
-    monkeypatch.setenv("UPLOADS_BUCKET", UPLOADS)
-    monkeypatch.setenv("ASSETS_BUCKET", ASSETS)
-    monkeypatch.setenv("MAX_UPLOAD_BYTES", str(MAX_UPLOAD_BYTES))
-    monkeypatch.setenv("MAX_IMAGE_PIXELS", "50000000")
-    monkeypatch.setenv("RENDITIONS", "128x128:cover,64x64:contain")
-    monkeypatch.setenv("OUTPUT_FORMATS", "jpeg,webp")
-    monkeypatch.setenv("JPEG_QUALITY", "80")
-    monkeypatch.setenv("WEBP_QUALITY", "75")
+    use_test_aws(
+        monkeypatch,
+        POWERTOOLS_SERVICE_NAME="imgpipe",
+        POWERTOOLS_METRICS_NAMESPACE="imgpipe",
+        UPLOADS_BUCKET=UPLOADS,
+        ASSETS_BUCKET=ASSETS,
+        MAX_UPLOAD_BYTES=str(MAX_UPLOAD_BYTES),
+        MAX_IMAGE_PIXELS="50000000",
+        RENDITIONS="128x128:cover,64x64:contain",
+        OUTPUT_FORMATS="jpeg,webp",
+        JPEG_QUALITY="80",
+        WEBP_QUALITY="75",
+    )
     with mock_aws():
         s3 = boto3.client("s3")
-        for bucket in (UPLOADS, ASSETS):
-            s3.create_bucket(Bucket=bucket)
-        s3.put_bucket_versioning(Bucket=UPLOADS, VersioningConfiguration={"Status": "Enabled"})
+        create_avatar_buckets(s3, UPLOADS, ASSETS)
         yield s3
 
 

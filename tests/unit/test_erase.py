@@ -11,6 +11,7 @@ import pytest
 from moto import mock_aws
 
 from imgpipe import erase, keys
+from tests.aws_support import create_avatar_buckets, use_test_aws
 
 UPLOADS = "erase-uploads"
 ASSETS = "erase-assets"
@@ -19,19 +20,10 @@ LOCKED = "erase-locked"
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
+    use_test_aws(monkeypatch)
     with mock_aws():
         s3 = boto3.client("s3")
-        s3.create_bucket(Bucket=UPLOADS)
-        s3.put_bucket_versioning(Bucket=UPLOADS, VersioningConfiguration={"Status": "Enabled"})
-        s3.create_bucket(Bucket=ASSETS)
+        create_avatar_buckets(s3, UPLOADS, ASSETS)
         yield s3
 
 

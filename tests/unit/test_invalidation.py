@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from imgpipe import invalidation, keys
-from tests.aws_support import CloudFrontInvalidationLimit, create_distribution
+from tests.aws_support import CloudFrontInvalidationLimit, create_distribution, use_test_aws
 
 DIGEST_USER = keys.user_key("auth0|1234")
 USERS = [f"user-{n:02d}" for n in range(40)]
@@ -25,14 +25,7 @@ USERS = [f"user-{n:02d}" for n in range(40)]
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
+    use_test_aws(monkeypatch)
     with mock_aws():
         cloudfront = boto3.client("cloudfront")
         yield {
